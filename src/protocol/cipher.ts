@@ -1,0 +1,99 @@
+import { Buffer } from "node:buffer";
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { KefuError } from "./errors";
+
+/**
+ * The message cipher both platforms share (PROTOCOL.md §4):
+ *   AES-256-CBC, key = base64(EncodingAESKey + "="), iv = key[0..16],
+ *   plaintext = random(16) ‖ uint32be(len) ‖ message ‖ trailing id, PKCS#7-padded to 32 bytes.
+ * WebCrypto only strips 16-byte PKCS#7 and throws on pad bytes 17..32, so padding is handled here.
+ */
+
+const BLOCK = 32;
+const HEADER = 16 + 4;
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+export interface AesKey {
+  readonly key: Uint8Array;
+  readonly iv: Uint8Array;
+}
+
+export interface Decrypted {
+  readonly message: string;
+  /** WeChat: the appid; Baidu: a platform id. Kept for checks and diagnostics. */
+  readonly trailingId: string;
+}
+
+const keyCache = new Map<string, AesKey>();
+
+/** Turns a 43-character EncodingAESKey into the AES key and IV; throws on a malformed key. */
+export function aesKey(encodingAesKey: string): AesKey {
+  const cached = keyCache.get(encodingAesKey);
+  if (cached) return cached;
+  if (!isEncodingAesKey(encodingAesKey)) {
+    throw new Error("EncodingAESKey must be 43 characters of [A-Za-z0-9]");
+  }
+  const key = new Uint8Array(Buffer.from(encodingAesKey + "=", "base64"));
+  const result = { key, iv: key.subarray(0, 16) };
+  keyCache.set(encodingAesKey, result);
+  return result;
+}
+
+export function isEncodingAesKey(value: string): boolean {
+  return /^[A-Za-z0-9]{43}$/.test(value);
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export function decrypt(encrypted: string, { key, iv }: AesKey): Decrypted {
+  const text = encrypted.replace(/\s+/g, "");
+  if (text.length === 0 || text.length % 4 !== 0 || !BASE64.test(text)) {
+    throw new KefuError("bad_base64", "Encrypt is not valid base64");
+  }
+  const cipherText = Buffer.from(text, "base64");
+  if (cipherText.length < BLOCK || cipherText.length % 16 !== 0) {
+    throw new KefuError(
+      "bad_block_length",
+      `ciphertext is ${cipherText.length} bytes: not a positive multiple of the AES block (16) of at least ${BLOCK}`,
+    );
+  }
+  const decipher = createDecipheriv("aes-256-cbc", key, iv).setAutoPadding(false);
+  const plain = Buffer.concat([decipher.update(cipherText), decipher.final()]);
+
+  const pad = plain[plain.length - 1]!;
+  if (pad < 1 || pad > BLOCK) {
+    throw new KefuError("bad_padding", `padding byte ${pad} is outside 1..${BLOCK}: wrong key or corrupted ciphertext`);
+  }
+  const end = plain.length - pad;
+  if (end < HEADER) {
+    throw new KefuError("bad_length", "plaintext is shorter than its 20-byte header");
+  }
+  const length = plain.readUInt32BE(16);
+  if (HEADER + length > end) {
+    throw new KefuError("bad_length", `declared message length ${length} overruns the ${end - HEADER} bytes available`);
+  }
+  let message: string;
+  try {
+    message = utf8.decode(plain.subarray(HEADER, HEADER + length));
+  } catch {
+    throw new KefuError("bad_utf8", "decrypted message is not valid UTF-8: wrong key or corrupted ciphertext");
+  }
+  const trailingId = plain.subarray(HEADER + length, end).toString("latin1");
+  return { message, trailingId };
+}
+
+/** The platform's side of the cipher: used by tests, the simulator and the benchmark. */
+export function encrypt(message: string, trailingId: string, { key, iv }: AesKey, random: Uint8Array = randomBytes(16)): string {
+  const body = encoder.encode(message);
+  const id = encoder.encode(trailingId);
+  const unpadded = HEADER + body.length + id.length;
+  const pad = BLOCK - (unpadded % BLOCK);
+  const plain = Buffer.alloc(unpadded + pad, pad);
+  plain.set(random.subarray(0, 16), 0);
+  plain.writeUInt32BE(body.length, 16);
+  plain.set(body, HEADER);
+  plain.set(id, HEADER + body.length);
+  const cipher = createCipheriv("aes-256-cbc", key, iv).setAutoPadding(false);
+  return Buffer.concat([cipher.update(plain), cipher.final()]).toString("base64");
+}

@@ -1,0 +1,47 @@
+/**
+ * Errors are values with a code. Protocol code throws them; `app.ts` maps the code to an HTTP
+ * status in one place (`httpStatus`). The message says what was wrong and never carries secrets.
+ */
+export const httpStatus = {
+  bad_signature: 401,
+  unauthorized: 401,
+  unknown_app: 404,
+  not_found: 404,
+  body_too_large: 413,
+  unsupported_body: 400,
+  bad_xml: 400,
+  xml_doctype: 400,
+  bad_json: 400,
+  missing_field: 400,
+  bad_envelope: 400,
+  bad_base64: 400,
+  bad_block_length: 400,
+  bad_padding: 400,
+  bad_length: 400,
+  bad_utf8: 400,
+  wrong_trailing_id: 400,
+  no_aes_key: 400,
+  invalid_body: 400,
+  idempotency_conflict: 409,
+  window_closed: 409,
+  quota_exhausted: 409,
+  config_invalid: 503,
+  unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof httpStatus;
+
+export class KefuError extends Error {
+  override readonly name = "KefuError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return httpStatus[this.code];
+  }
+}

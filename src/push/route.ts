@@ -1,0 +1,33 @@
+import { Hono } from "hono";
+import type { Env } from "../env";
+import { readText } from "../http";
+import { log, shortOpenid } from "../log";
+import { requireApp } from "../app-config";
+import { receive } from "./receive";
+
+/** Pushes are a few hundred bytes; anything this large is not from the platform. */
+export const PUSH_BODY_LIMIT = 64 * 1024;
+
+export const push = new Hono<{ Bindings: Env }>();
+
+push.on(["GET", "POST"], "/:app", async (c) => {
+  const started = Date.now();
+  const app = requireApp(c.env, c.req.param("app"));
+  const body = await readText(c.req.raw, PUSH_BODY_LIMIT);
+  const received = receive(app, c.req.method, c.req.query(), body);
+  if (received.kind === "handshake") {
+    log("handshake", { app: app.name, outcome: "verified" });
+    return c.text(received.echo);
+  }
+  const { message, mode } = received;
+  log("push", {
+    app: app.name,
+    openid: shortOpenid(message.openid),
+    msgId: message.msgId,
+    type: message.type,
+    mode,
+    outcome: "accepted",
+    ms: Date.now() - started,
+  });
+  return c.text("success");
+});

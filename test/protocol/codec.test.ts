@@ -1,0 +1,105 @@
+import { describe, expect, it } from "vitest";
+import { dedupeKey, parseBody, toMessage } from "../../src/protocol/codec";
+import { KefuError } from "../../src/protocol/errors";
+import { encode } from "../../src/protocol/seal";
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof KefuError) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+const text = {
+  ToUserName: "gh_10f6c3c3ac5a",
+  FromUserName: "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
+  CreateTime: "1409735668",
+  MsgType: "text",
+  Content: "  你好 <world> & ]]> 👋  ",
+  MsgId: "6054768590064713728",
+};
+
+describe("codec", () => {
+  it("decodes XML and JSON the same, with MsgId exact beyond 2^53", () => {
+    for (const format of ["xml", "json"] as const) {
+      const { format: detected, fields } = parseBody(encode(text, format));
+      expect(detected).toBe(format);
+      const message = toMessage(fields, "wechat", "wx-sample");
+      expect(message).toMatchObject({
+        platform: "wechat",
+        app: "wx-sample",
+        openid: text.FromUserName,
+        to: text.ToUserName,
+        createTime: 1409735668,
+        type: "text",
+        content: text.Content,
+        msgId: "6054768590064713728",
+      });
+    }
+    // JSON.parse alone would have rounded it:
+    expect(String(JSON.parse('{"MsgId":6054768590064713728}').MsgId)).not.toBe("6054768590064713728");
+  });
+
+  it("decides the format from the body, whatever the header said", () => {
+    expect(parseBody('\uFEFF \n{"MsgType":"text"}').format).toBe("json");
+    expect(parseBody("\n <xml><MsgType>text</MsgType></xml>").format).toBe("xml");
+  });
+
+  it("decodes images, mini program pages and the tempsession event", () => {
+    const image = toMessage(
+      { FromUserName: "u", ToUserName: "t", CreateTime: 1, MsgType: "image", PicUrl: "https://p/1.jpg", MediaId: "m1", MsgId: 5 },
+      "wechat",
+      "a",
+    );
+    expect(image).toMatchObject({ type: "image", picUrl: "https://p/1.jpg", mediaId: "m1", msgId: "5" });
+
+    const page = toMessage(
+      parseBody(
+        "<xml><ToUserName><![CDATA[gh]]></ToUserName><FromUserName><![CDATA[u]]></FromUserName><CreateTime>2</CreateTime><MsgType><![CDATA[miniprogrampage]]></MsgType><MsgId>9</MsgId><Title><![CDATA[T]]></Title><AppId><![CDATA[wxa]]></AppId><PagePath><![CDATA[pages/i?x=1]]></PagePath><ThumbUrl><![CDATA[https://t]]></ThumbUrl><ThumbMediaId><![CDATA[tm]]></ThumbMediaId></xml>",
+      ).fields,
+      "wechat",
+      "a",
+    );
+    expect(page).toMatchObject({ title: "T", appId: "wxa", pagePath: "pages/i?x=1", thumbUrl: "https://t", thumbMediaId: "tm" });
+
+    const event = toMessage(
+      { FromUserName: "u", ToUserName: "t", CreateTime: 3, MsgType: "event", Event: "user_enter_tempsession", SessionFrom: "sf" },
+      "wechat",
+      "a",
+    );
+    expect(event).toMatchObject({ type: "event", event: "user_enter_tempsession", sessionFrom: "sf" });
+    expect(event.msgId).toBeUndefined();
+    expect(dedupeKey(event)).toBe("evt:u:3:user_enter_tempsession");
+  });
+
+  it("keeps unknown types and fields instead of rejecting them", () => {
+    const message = toMessage(parseBody('{"FromUserName":"u","CreateTime":4,"MsgType":"video","VideoUrl":"v","MsgId":1}').fields, "baidu", "b");
+    expect(message.type).toBe("video");
+    expect(message.raw.VideoUrl).toBe("v");
+  });
+
+  it("names the missing field", () => {
+    expect(() => toMessage({ CreateTime: 1, MsgType: "text" }, "baidu", "b")).toThrow(/FromUserName/);
+    expect(() => toMessage({ FromUserName: "u", CreateTime: 1 }, "baidu", "b")).toThrow(/MsgType/);
+    expect(() => toMessage({ FromUserName: "u", MsgType: "text" }, "baidu", "b")).toThrow(/CreateTime/);
+  });
+
+  it("rejects bodies that are neither XML nor JSON objects", () => {
+    expect(code(() => parseBody(""))).toBe("unsupported_body");
+    expect(code(() => parseBody("hello"))).toBe("unsupported_body");
+    expect(code(() => parseBody("{not json"))).toBe("bad_json");
+    expect(code(() => parseBody("<xml><a></xml>"))).toBe("bad_xml");
+    expect(code(() => parseBody("<xml>text only</xml>"))).toBe("bad_xml");
+  });
+
+  it("never expands DOCTYPE entities", () => {
+    const bomb =
+      '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><xml><Content>&lol2;</Content></xml>';
+    expect(code(() => parseBody(bomb))).toBe("xml_doctype");
+    const xxe = '<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><Content>&x;</Content></xml>';
+    expect(code(() => parseBody(xxe))).toBe("xml_doctype");
+  });
+});

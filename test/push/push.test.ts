@@ -1,0 +1,224 @@
+import { Buffer } from "node:buffer";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { app as worker } from "../../src/app";
+import { aesKey, encrypt } from "../../src/protocol/cipher";
+import { encode, queryString } from "../../src/protocol/seal";
+import { sha1Signature } from "../../src/protocol/signature";
+import { testApps } from "../fixtures/apps";
+import { baiduTicket, wechatHandshake, wechatSample } from "../fixtures/vectors";
+import { postRaw, sendPush, textPush } from "../helpers";
+
+afterEach(() => vi.restoreAllMocks());
+
+/** Captures the structured log lines the Worker writes during `fn`. */
+async function logsOf(fn: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
+  const lines: Record<string, unknown>[] = [];
+  const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+    if (typeof line === "string" && line.startsWith("{")) lines.push(JSON.parse(line));
+  });
+  await fn();
+  spy.mockRestore();
+  return lines;
+}
+
+async function expectError(response: Response, status: number, code: string) {
+  expect(response.status).toBe(status);
+  const body = (await response.json()) as { error: { code: string; message: string } };
+  expect(body.error.code).toBe(code);
+  expect(body.error.message).toBeTruthy();
+  return body.error.message;
+}
+
+function signedEncrypted(appName: "wx-sample" | "bd-shop", encrypted: string, body?: string) {
+  const { token } = testApps[appName];
+  const query = { timestamp: "1700000000", nonce: "42", encrypt_type: "aes" };
+  const msg_signature = sha1Signature(token, query.timestamp, query.nonce, encrypted);
+  return postRaw(
+    `/push/${appName}${queryString({ ...query, msg_signature })}`,
+    body ?? `<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[${encrypted}]]></Encrypt></xml>`,
+  );
+}
+
+describe("URL handshake", () => {
+  const { timestamp, nonce, signature } = wechatHandshake;
+
+  it("answers WeChat's GET with the echo verbatim, as text/plain (official vector)", async () => {
+    const echostr = "6820390862413839017 with spaces & 符号";
+    const response = await postRaw(`/push/wx-doc${queryString({ signature, timestamp, nonce, echostr })}`, null, undefined, "GET");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
+    expect(await response.text()).toBe(echostr);
+  });
+
+  it("refuses a wrong signature with 401 and no echo", async () => {
+    const echostr = "secret-echo";
+    const response = await postRaw(
+      `/push/wx-doc${queryString({ signature: "0".repeat(40), timestamp, nonce, echostr })}`,
+      null,
+      undefined,
+      "GET",
+    );
+    expect(await expectError(response, 401, "bad_signature")).not.toContain(echostr);
+  });
+
+  it("answers Baidu's POST with its parameters in the query, a form body or a JSON body", async () => {
+    const { token } = testApps["bd-plain"];
+    const params = { timestamp: "1590000000", nonce: "abc", signature: sha1Signature(token, "1590000000", "abc") };
+    const q = await postRaw(`/push/bd-plain${queryString({ ...params, echoStr: "e1" })}`, "");
+    expect(await q.text()).toBe("e1");
+    const form = await postRaw("/push/bd-plain", new URLSearchParams({ ...params, echoStr: "e2" }).toString(), "application/x-www-form-urlencoded");
+    expect(await form.text()).toBe("e2");
+    const json = await postRaw("/push/bd-plain", JSON.stringify({ ...params, echostr: "e3" }), "application/json");
+    expect(await json.text()).toBe("e3");
+    const bad = await postRaw("/push/bd-plain", JSON.stringify({ ...params, signature: "f".repeat(40), echoStr: "e4" }), "application/json");
+    await expectError(bad, 401, "bad_signature");
+  });
+
+  it("says a GET without echostr is not a handshake", async () => {
+    await expectError(await postRaw(`/push/wx-doc${queryString({ signature, timestamp, nonce })}`, null, undefined, "GET"), 400, "bad_envelope");
+  });
+});
+
+describe("pushes", () => {
+  it("accepts WeChat's official safe-mode sample and logs the exact message", async () => {
+    const { timestamp, nonce, msgSignature, encrypt: encrypted, expected } = wechatSample;
+    let response!: Response;
+    const lines = await logsOf(async () => {
+      response = await postRaw(
+        `/push/wx-sample${queryString({ timestamp, nonce, encrypt_type: "aes", msg_signature: msgSignature, signature: sha1Signature("spamtest", timestamp, nonce) })}`,
+        `<xml><ToUserName><![CDATA[${expected.to}]]></ToUserName><Encrypt><![CDATA[${encrypted}]]></Encrypt></xml>`,
+      );
+    });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe("success");
+    const line = lines.find((l) => l.event === "push");
+    expect(line).toMatchObject({ app: "wx-sample", msgId: expected.msgId, type: "text", mode: "safe" });
+    expect(JSON.stringify(lines)).not.toContain(expected.content); // no message bodies in logs
+  });
+
+  for (const format of ["xml", "json"] as const) {
+    for (const mode of ["plaintext", "compatible", "safe"] as const) {
+      it(`accepts a ${mode} ${format} push on WeChat and Baidu`, async () => {
+        for (const app of ["wx-sample", "bd-shop"] as const) {
+          const fields = textPush({ Content: "多字节 ✓" });
+          const lines = await logsOf(async () => {
+            const response = await sendPush(fields, { app, mode, format });
+            expect(await response.text()).toBe("success");
+          });
+          expect(lines.find((l) => l.event === "push")).toMatchObject({ app, msgId: fields.MsgId, mode });
+        }
+      });
+    }
+  }
+
+  it("accepts a JSON push labelled text/xml", async () => {
+    const fields = textPush();
+    const response = await postRaw(
+      `/push/bd-plain${queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") })}`,
+      encode(fields, "json"),
+      "text/xml",
+    );
+    expect(await response.text()).toBe("success");
+  });
+
+  it("accepts Baidu's third-party envelope, signature inputs in the body, any trailing id", async () => {
+    const fields = textPush({ ToUserName: "16824785" });
+    const response = await sendPush(fields, { app: "bd-shop", mode: "safe", format: "json", envelope: "body", trailingId: "20073496" });
+    expect(await response.text()).toBe("success");
+  });
+
+  it("acknowledges Baidu's real ticket push", async () => {
+    const { token } = testApps["bd-shop"];
+    const body = { Encrypt: baiduTicket.encrypt, TimeStamp: "1590483574", Nonce: "n1" };
+    const MsgSignature = sha1Signature(token, body.TimeStamp, body.Nonce, body.Encrypt);
+    const response = await postRaw("/push/bd-shop", JSON.stringify({ ...body, MsgSignature }), "application/json");
+    expect(await response.text()).toBe("success");
+  });
+});
+
+describe("bad input", () => {
+  it("401: missing or wrong signature, plaintext and encrypted", async () => {
+    await expectError(await postRaw("/push/bd-plain", encode(textPush(), "xml")), 401, "bad_signature");
+    const forged = encrypt(encode(textPush(), "xml"), wechatSample.appId, aesKey(wechatSample.encodingAesKey));
+    const response = await postRaw(
+      `/push/wx-sample${queryString({ timestamp: "1", nonce: "2", msg_signature: "a".repeat(40), signature: sha1Signature("spamtest", "1", "2") })}`,
+      `<xml><Encrypt><![CDATA[${forged}]]></Encrypt></xml>`,
+    );
+    // A valid plaintext `signature` does not excuse a wrong msg_signature.
+    expect(await expectError(response, 401, "bad_signature")).toMatch(/msg_signature/);
+  });
+
+  it("404: unknown app", async () => {
+    await expectError(await postRaw("/push/nope", "<xml/>"), 404, "unknown_app");
+  });
+
+  it("400: a body that is neither XML nor JSON, or malformed", async () => {
+    const q = queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") });
+    await expectError(await postRaw(`/push/bd-plain${q}`, "hello"), 400, "unsupported_body");
+    await expectError(await postRaw(`/push/bd-plain${q}`, "{broken"), 400, "bad_json");
+    await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><a></xml>"), 400, "bad_xml");
+    await expectError(await postRaw(`/push/bd-plain${q}`, new Uint8Array([0x3c, 0xff, 0xfe])), 400, "unsupported_body");
+    await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><MsgType>text</MsgType></xml>"), 400, "missing_field");
+  });
+
+  it("400: XML with a DOCTYPE is refused, never expanded", async () => {
+    const q = queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") });
+    const bomb = '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]><xml><Content>&b;</Content></xml>';
+    await expectError(await postRaw(`/push/bd-plain${q}`, bomb), 400, "xml_doctype");
+  });
+
+  it("400: broken envelope, bad base64, bad block length, bad padding, wrong trailing id", async () => {
+    await expectError(await signedEncrypted("wx-sample", "", "<xml><Encrypt></Encrypt></xml>"), 400, "bad_envelope");
+    await expectError(await signedEncrypted("wx-sample", "@@@@"), 400, "bad_base64");
+    await expectError(await signedEncrypted("wx-sample", Buffer.alloc(40).toString("base64")), 400, "bad_block_length");
+    // Encrypted with another key: decrypts to noise, caught by the padding or length checks.
+    const otherKey = aesKey("ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut");
+    const noise = await signedEncrypted("wx-sample", encrypt("<xml/>", wechatSample.appId, otherKey));
+    expect(noise.status).toBe(400);
+    const wrongApp = encrypt(encode(textPush(), "xml"), "wx0000000000000000", aesKey(wechatSample.encodingAesKey));
+    await expectError(await signedEncrypted("wx-sample", wrongApp), 400, "wrong_trailing_id");
+    const notAPush = encrypt("plain words", wechatSample.appId, aesKey(wechatSample.encodingAesKey));
+    await expectError(await signedEncrypted("wx-sample", notAPush), 400, "bad_envelope");
+  });
+
+  it("400: an encrypted push for an app without encodingAesKey", async () => {
+    const response = await sendPush(textPush(), { app: "bd-plain", mode: "safe", format: "json", encodingAesKey: baiduTicket.encodingAesKey });
+    await expectError(response, 400, "no_aes_key");
+  });
+
+  it("413: bodies over the limit, with or without Content-Length", async () => {
+    const big = "<xml>" + "x".repeat(70_000) + "</xml>";
+    await expectError(await postRaw("/push/bd-plain", big), 413, "body_too_large");
+    const stream = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 20; i++) controller.enqueue(new TextEncoder().encode("y".repeat(8192)));
+        controller.close();
+      },
+    });
+    await expectError(await postRaw("/push/bd-plain", stream), 413, "body_too_large");
+  });
+
+  it("logs every rejection as one JSON line with the reason and no secrets", async () => {
+    const lines = await logsOf(() => signedEncrypted("wx-sample", "@@@@"));
+    const rejected = lines.filter((l) => l.event === "rejected");
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]).toMatchObject({ app: "wx-sample", code: "bad_base64", status: 400 });
+    const text = JSON.stringify(lines);
+    for (const secret of [wechatSample.token, wechatSample.encodingAesKey]) expect(text).not.toContain(secret);
+  });
+
+  it("503 with every problem named when the configuration is missing or invalid", async () => {
+    const request = () => new Request("https://kefu.test/push/demo", { method: "POST", body: "<xml/>" });
+    const missing = await worker.fetch(request(), {});
+    expect(await expectError(missing, 503, "config_invalid")).toMatch(/KEFU_APPS is not set/);
+    const invalid = await worker.fetch(request(), {
+      KEFU_APPS: JSON.stringify({ demo: { platform: "qq", token: "" }, x: { platform: "wechat", token: "t", encodingAesKey: "short" } }),
+    });
+    const message = await expectError(invalid, 503, "config_invalid");
+    expect(message).toMatch(/KEFU_APPS.demo.platform/);
+    expect(message).toMatch(/KEFU_APPS.x.encodingAesKey/);
+    expect(message).toMatch(/KEFU_APPS.x.appId/);
+    const health = await worker.fetch(new Request("https://kefu.test/health"), {});
+    expect(health.status).toBe(503);
+  });
+});
