@@ -8,8 +8,8 @@ export function requireConfig(env: KefuVars): Config {
   return result.config;
 }
 
-export function requireApp(env: KefuVars, name: string): AppConfig {
-  const app = requireConfig(env).apps.get(name);
+export function requireApp(config: Config, name: string): AppConfig {
+  const app = config.apps.get(name);
   if (!app) throw new KefuError("unknown_app", `no app named "${name}" in KEFU_APPS`);
   return app;
 }

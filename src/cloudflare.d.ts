@@ -1,6 +1,5 @@
-// Ties the runtime's `env` and `exports` (from "cloudflare:workers") to this Worker's own types.
+// Types `exports` from "cloudflare:workers" as this Worker's own entry points.
 declare namespace Cloudflare {
-  interface Env extends import("./env").Env {}
   interface GlobalProps {
     mainModule: typeof import("./index");
   }

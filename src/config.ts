@@ -29,6 +29,8 @@ export interface Config {
   /** KV de-dupe entry lifetime; platforms retry within seconds, KV's minimum is 60. */
   dedupeTtlSeconds: number;
   historyRetentionDays: number;
+  /** First retry delay of forwards and sends; doubles per attempt, with jitter. */
+  retryDelaySeconds: number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -45,6 +47,7 @@ export interface KefuVars {
   KEFU_HISTORY_DAYS?: string;
   WECHAT_SESSION_REPLIES?: string;
   WECHAT_SESSION_WINDOW_SECONDS?: string;
+  KEFU_RETRY_DELAY_SECONDS?: string;
 }
 
 const VAR_NAMES: readonly (keyof KefuVars)[] = [
@@ -58,6 +61,7 @@ const VAR_NAMES: readonly (keyof KefuVars)[] = [
   "KEFU_HISTORY_DAYS",
   "WECHAT_SESSION_REPLIES",
   "WECHAT_SESSION_WINDOW_SECONDS",
+  "KEFU_RETRY_DELAY_SECONDS",
 ];
 
 const APP_FIELDS = new Set(["platform", "token", "encodingAesKey", "appId", "appKey", "appSecret", "userType"]);
@@ -110,7 +114,11 @@ export function parseConfig(env: KefuVars): ConfigResult {
     },
     dedupeTtlSeconds: number("KEFU_DEDUPE_TTL_SECONDS", 3600, 60),
     historyRetentionDays: number("KEFU_HISTORY_DAYS", 7, 1),
+    retryDelaySeconds: number("KEFU_RETRY_DELAY_SECONDS", 10, 0),
   };
+  if (config.webhook?.secret?.startsWith("whsec_") && !/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(config.webhook.secret)) {
+    problems.push("KEFU_WEBHOOK_SECRET starting with whsec_ must be followed by base64");
+  }
   return problems.length ? { ok: false, problems } : { ok: true, config };
 }
 

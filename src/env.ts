@@ -1,6 +1,14 @@
 import type { KefuVars } from "./config";
+import type { Conversation } from "./conversation/conversation";
+import type { Directory } from "./conversation/directory";
+import type { ForwardJob, SendJob } from "./dispatch/jobs";
 
 /** The Worker's bindings (wrangler.toml) and variables (vars and secrets). */
 export interface Env extends KefuVars {
+  /** Fast, eventually consistent "seen this push?" with a TTL. */
   DEDUPE: KVNamespace;
+  CONVERSATIONS: DurableObjectNamespace<Conversation>;
+  DIRECTORY: DurableObjectNamespace<Directory>;
+  FORWARDS: Queue<ForwardJob>;
+  SENDS: Queue<SendJob>;
 }

@@ -1,6 +1,21 @@
 import { app } from "./app";
+import { forwardBatch, forwardDeadLetters } from "./dispatch/forward";
 import type { Env } from "./env";
+
+export { Conversation } from "./conversation/conversation";
+export { Directory } from "./conversation/directory";
+
+/** Queue consumers by queue name (wrangler.toml). */
+const consumers: Record<string, (batch: MessageBatch<never>, env: Env) => Promise<void>> = {
+  "kefu-forwards": forwardBatch,
+  "kefu-forwards-dlq": forwardDeadLetters,
+};
 
 export default {
   fetch: app.fetch,
+  async queue(batch, env) {
+    const consume = consumers[batch.queue];
+    if (!consume) throw new Error(`no consumer for queue ${batch.queue}`);
+    await consume(batch as MessageBatch<never>, env);
+  },
 } satisfies ExportedHandler<Env>;

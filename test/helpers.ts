@@ -1,7 +1,11 @@
-import { exports } from "cloudflare:workers";
+import { env as runtimeEnv, exports } from "cloudflare:workers";
+import type { Env } from "../src/env";
 import type { Fields } from "../src/protocol/codec";
 import { queryString, sealPush, type SealOptions } from "../src/protocol/seal";
 import { testApps, type TestAppName } from "./fixtures/apps";
+
+/** The Worker's bindings, typed. */
+export const env = runtimeEnv as unknown as Env;
 
 let counter = 0;
 /** A fresh openid and MsgId for every test, so tests never share a conversation. */
@@ -44,4 +48,38 @@ export function sendPush(fields: Fields, options: PushOptions): Promise<Response
 
 export function postRaw(path: string, body: BodyInit | null, contentType = "text/xml", method = "POST"): Promise<Response> {
   return exports.default.fetch(new Request(`https://kefu.test${path}`, { method, body, headers: { "content-type": contentType } }));
+}
+
+/** The local stand-in of the platforms and the business webhook (started by global-setup.ts). */
+export async function standIn<T = unknown>(path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${env.BAIDU_API_BASE}/__standin${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`stand-in ${path}: HTTP ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+export interface StandInRequest {
+  kind: string;
+  status: number | null;
+  verified?: boolean | null;
+  headers: Record<string, string>;
+  body: any;
+  query: Record<string, string>;
+}
+
+export async function standInRequests(filter: Record<string, string>): Promise<StandInRequest[]> {
+  const { requests } = await standIn<{ requests: StandInRequest[] }>(`/requests?${new URLSearchParams(filter)}`);
+  return requests;
+}
+
+/** The webhook deliveries the business received for one user. */
+export function webhookDeliveries(openid: string): Promise<StandInRequest[]> {
+  return standInRequests({ platform: "webhook", match: openid });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -293,7 +293,12 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
     platform: 'webhook',
     kind: 'webhook',
     parseBody: parseJson,
-    matchOf: (call) => call.path,
+    // kefu-edge's payload is {type, timestamp, data: message}: file it under the user's openid, so
+    // parallel tests script and count their own deliveries; anything else under its path.
+    matchOf: (call) => {
+      const data = isPlainObject(call.body) ? call.body.data : undefined;
+      return (isPlainObject(data) && stringField(data, 'openid')) || call.path;
+    },
     answer(call, record) {
       if (options.webhookSecret === undefined) {
         record.verified = null;
@@ -530,7 +535,9 @@ function send(res: ServerResponse, answer: Answer, closeConnection = false) {
   // A scripted string body goes out verbatim so tests can imitate non-JSON gateway pages.
   const isText = typeof answer.body === 'string';
   headers['content-type'] = isText ? 'text/plain; charset=utf-8' : 'application/json';
-  res.writeHead(answer.status, headers).end(isText ? (answer.body as string) : JSON.stringify(answer.body));
+  const payload = Buffer.from(isText ? (answer.body as string) : JSON.stringify(answer.body), 'utf8');
+  headers['content-length'] = String(payload.length);
+  res.writeHead(answer.status, headers).end(payload);
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {

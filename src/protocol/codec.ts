@@ -7,7 +7,8 @@ import { KefuError } from "./errors";
  */
 
 export type Platform = "baidu" | "wechat";
-export type Fields = Record<string, unknown>;
+/** A decoded push: field name → value as the platform sent it (nested values stay as parsed). */
+export type Fields = Record<string, string | number | boolean | null | object>;
 
 /** The one message shape that flows through kefu-edge. */
 export interface Message {

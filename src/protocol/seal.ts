@@ -42,8 +42,8 @@ export function sealPush(fields: Fields, options: SealOptions): SealedPush {
   if (!options.encodingAesKey) throw new Error("an encrypted push needs encodingAesKey");
   const encrypted = encrypt(plain, options.trailingId ?? "", aesKey(options.encodingAesKey));
   const msgSignature = sha1Signature(options.token, timestamp, nonce, encrypted);
-  const outer: Fields = options.mode === "compatible" ? { ...fields } : { ToUserName: fields.ToUserName };
-  if (outer.ToUserName === undefined) delete outer.ToUserName;
+  const outer: Fields = options.mode === "compatible" ? { ...fields } : {};
+  if (options.mode === "safe" && fields.ToUserName !== undefined) outer.ToUserName = fields.ToUserName;
   outer.Encrypt = encrypted;
   if (options.envelope === "body") {
     Object.assign(outer, { Nonce: nonce, TimeStamp: timestamp, MsgSignature: msgSignature });

@@ -2,7 +2,8 @@ import { Hono } from "hono";
 import type { Env } from "../env";
 import { readText } from "../http";
 import { log, shortOpenid } from "../log";
-import { requireApp } from "../app-config";
+import { requireApp, requireConfig } from "../app-config";
+import { accept } from "./accept";
 import { receive } from "./receive";
 
 /** Pushes are a few hundred bytes; anything this large is not from the platform. */
@@ -12,7 +13,8 @@ export const push = new Hono<{ Bindings: Env }>();
 
 push.on(["GET", "POST"], "/:app", async (c) => {
   const started = Date.now();
-  const app = requireApp(c.env, c.req.param("app"));
+  const config = requireConfig(c.env);
+  const app = requireApp(config, c.req.param("app"));
   const body = await readText(c.req.raw, PUSH_BODY_LIMIT);
   const received = receive(app, c.req.method, c.req.query(), body);
   if (received.kind === "handshake") {
@@ -20,13 +22,14 @@ push.on(["GET", "POST"], "/:app", async (c) => {
     return c.text(received.echo);
   }
   const { message, mode } = received;
+  const outcome = await accept(c.env, c.executionCtx, config, app, message);
   log("push", {
     app: app.name,
     openid: shortOpenid(message.openid),
     msgId: message.msgId,
     type: message.type,
     mode,
-    outcome: "accepted",
+    outcome,
     ms: Date.now() - started,
   });
   return c.text("success");

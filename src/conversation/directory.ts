@@ -1,0 +1,74 @@
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../env";
+
+export interface DirectoryPage {
+  conversations: { openid: string; lastActiveAt: string }[];
+  /** Pass as `before` for the next page; absent on the last page. */
+  next?: string;
+}
+
+/**
+ * One per app: which conversations exist and when each was last active, for listing them newest
+ * first. Fed from each conversation's outbox, so it never slows a push down.
+ */
+export class Directory extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS conversations (openid TEXT PRIMARY KEY, last_active_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS by_activity ON conversations (last_active_at DESC, openid DESC);
+    `);
+  }
+
+  touch(openid: string, at: number): void {
+    this.sql.exec(
+      `INSERT INTO conversations (openid, last_active_at) VALUES (?, ?)
+       ON CONFLICT (openid) DO UPDATE SET last_active_at = max(last_active_at, excluded.last_active_at)`,
+      openid,
+      at,
+    );
+  }
+
+  /** Newest first; `before` is the cursor of the previous page. */
+  list(limit: number, cursor?: Cursor): DirectoryPage {
+    const rows = this.sql
+      .exec<{ openid: string; last_active_at: number }>(
+        cursor
+          ? `SELECT openid, last_active_at FROM conversations
+             WHERE last_active_at < ? OR (last_active_at = ? AND openid < ?)
+             ORDER BY last_active_at DESC, openid DESC LIMIT ?`
+          : "SELECT openid, last_active_at FROM conversations ORDER BY last_active_at DESC, openid DESC LIMIT ?",
+        ...(cursor ? [cursor.at, cursor.at, cursor.openid, limit + 1] : [limit + 1]),
+      )
+      .toArray();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      conversations: page.map((row) => ({ openid: row.openid, lastActiveAt: new Date(row.last_active_at).toISOString() })),
+      ...(rows.length > limit && last && { next: encodeCursor(last.last_active_at, last.openid) }),
+    };
+  }
+}
+
+export interface Cursor {
+  at: number;
+  openid: string;
+}
+
+function encodeCursor(at: number, openid: string): string {
+  return btoa(JSON.stringify([at, openid])).replaceAll("=", "");
+}
+
+/** The page cursor from `next`, or undefined when it is not one. */
+export function decodeCursor(cursor: string): Cursor | undefined {
+  try {
+    const [at, openid] = JSON.parse(atob(cursor)) as [unknown, unknown];
+    if (typeof at === "number" && typeof openid === "string") return { at, openid };
+  } catch {
+    // not base64 or not JSON: not a cursor of ours
+  }
+  return undefined;
+}
