@@ -17,10 +17,13 @@ export default defineConfig({
             BAIDU_API_BASE: standIn,
             WECHAT_API_BASE: standIn,
             KEFU_RETRY_DELAY_SECONDS: "0",
+            KEFU_CALL_TIMEOUT_MS: "1000",
           },
           queueConsumers: {
             "kefu-forwards": { maxBatchTimeout: 0.05, maxRetries: 3, deadLetterQueue: "kefu-forwards-dlq" },
             "kefu-forwards-dlq": { maxBatchTimeout: 0.05 },
+            "kefu-sends": { maxBatchTimeout: 0.05, maxRetries: 3, deadLetterQueue: "kefu-sends-dlq" },
+            "kefu-sends-dlq": { maxBatchTimeout: 0.05 },
           },
         },
       };

@@ -3,6 +3,7 @@ import { readConfig } from "./config";
 import type { Env } from "./env";
 import { log } from "./log";
 import { KefuError } from "./protocol/errors";
+import { api } from "./api/routes";
 import { push } from "./push/route";
 
 export const app = new Hono<{ Bindings: Env }>();
@@ -15,6 +16,7 @@ app.get("/health", (c) => {
 });
 
 app.route("/push", push);
+app.route("/api", api);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
 
@@ -25,7 +27,7 @@ app.onError((error, c) => {
   const appName = c.req.param("app");
   if (error instanceof KefuError) {
     log("rejected", { route, app: appName, code: error.code, status: error.status, reason: error.message });
-    return c.json({ error: { code: error.code, message: error.message } }, error.status as 400);
+    return c.json({ error: { code: error.code, message: error.message, ...error.details } }, error.status as 400);
   }
   log("error", { route, app: appName, reason: String(error), stack: (error as Error)?.stack });
   return c.json({ error: { code: "unavailable", message: "temporarily unavailable, retry" } }, 503);

@@ -31,6 +31,8 @@ export interface Config {
   historyRetentionDays: number;
   /** First retry delay of forwards and sends; doubles per attempt, with jitter. */
   retryDelaySeconds: number;
+  /** How long a call to the platform or the webhook may take before it counts as failed (and is retried). */
+  callTimeoutMs: number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -48,6 +50,7 @@ export interface KefuVars {
   WECHAT_SESSION_REPLIES?: string;
   WECHAT_SESSION_WINDOW_SECONDS?: string;
   KEFU_RETRY_DELAY_SECONDS?: string;
+  KEFU_CALL_TIMEOUT_MS?: string;
 }
 
 const VAR_NAMES: readonly (keyof KefuVars)[] = [
@@ -62,6 +65,7 @@ const VAR_NAMES: readonly (keyof KefuVars)[] = [
   "WECHAT_SESSION_REPLIES",
   "WECHAT_SESSION_WINDOW_SECONDS",
   "KEFU_RETRY_DELAY_SECONDS",
+  "KEFU_CALL_TIMEOUT_MS",
 ];
 
 const APP_FIELDS = new Set(["platform", "token", "encodingAesKey", "appId", "appKey", "appSecret", "userType"]);
@@ -115,6 +119,7 @@ export function parseConfig(env: KefuVars): ConfigResult {
     dedupeTtlSeconds: number("KEFU_DEDUPE_TTL_SECONDS", 3600, 60),
     historyRetentionDays: number("KEFU_HISTORY_DAYS", 7, 1),
     retryDelaySeconds: number("KEFU_RETRY_DELAY_SECONDS", 10, 0),
+    callTimeoutMs: number("KEFU_CALL_TIMEOUT_MS", 10_000, 100),
   };
   if (config.webhook?.secret?.startsWith("whsec_") && !/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(config.webhook.secret)) {
     problems.push("KEFU_WEBHOOK_SECRET starting with whsec_ must be followed by base64");

@@ -2,6 +2,7 @@ import type { KefuVars } from "./config";
 import type { Conversation } from "./conversation/conversation";
 import type { Directory } from "./conversation/directory";
 import type { ForwardJob, SendJob } from "./dispatch/jobs";
+import type { AccessTokens } from "./dispatch/tokens";
 
 /** The Worker's bindings (wrangler.toml) and variables (vars and secrets). */
 export interface Env extends KefuVars {
@@ -9,6 +10,7 @@ export interface Env extends KefuVars {
   DEDUPE: KVNamespace;
   CONVERSATIONS: DurableObjectNamespace<Conversation>;
   DIRECTORY: DurableObjectNamespace<Directory>;
+  ACCESS_TOKENS: DurableObjectNamespace<AccessTokens>;
   FORWARDS: Queue<ForwardJob>;
   SENDS: Queue<SendJob>;
 }

@@ -1,14 +1,18 @@
 import { app } from "./app";
 import { forwardBatch, forwardDeadLetters } from "./dispatch/forward";
+import { sendBatch, sendDeadLetters } from "./dispatch/send";
 import type { Env } from "./env";
 
 export { Conversation } from "./conversation/conversation";
 export { Directory } from "./conversation/directory";
+export { AccessTokens } from "./dispatch/tokens";
 
 /** Queue consumers by queue name (wrangler.toml). */
 const consumers: Record<string, (batch: MessageBatch<never>, env: Env) => Promise<void>> = {
   "kefu-forwards": forwardBatch,
   "kefu-forwards-dlq": forwardDeadLetters,
+  "kefu-sends": sendBatch,
+  "kefu-sends-dlq": sendDeadLetters,
 };
 
 export default {

@@ -68,6 +68,7 @@ export interface StandInRequest {
   headers: Record<string, string>;
   body: any;
   query: Record<string, string>;
+  response: any;
 }
 
 export async function standInRequests(filter: Record<string, string>): Promise<StandInRequest[]> {
@@ -82,4 +83,28 @@ export function webhookDeliveries(openid: string): Promise<StandInRequest[]> {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Calls the REST API as the business would. */
+export async function api<T = any>(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T; headers: Headers }> {
+  const response = await exports.default.fetch(
+    new Request(`https://kefu.test/api${path}`, {
+      method,
+      headers: { authorization: "Bearer test-api-key", "content-type": "application/json", ...headers },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    }),
+  );
+  return { status: response.status, body: (await response.json()) as T, headers: response.headers };
+}
+
+/** The user writes to the app (a plaintext text push), opening the reply window; returns the openid. */
+export async function userWrites(app: TestAppName, openid = uniqueId("o")): Promise<string> {
+  const response = await sendPush(textPush({ FromUserName: openid }), { app, mode: "plaintext", format: "xml" });
+  if ((await response.text()) !== "success") throw new Error(`push to ${app} was not accepted`);
+  return openid;
 }

@@ -170,7 +170,7 @@ export class Conversation extends DurableObject<Env> {
    * Reserves one reply slot and hands the send off, or says why not. With an idempotency key, a
    * repeat returns the first answer instead of reserving again.
    */
-  reserveReply(app: string, openid: string, request: ReplyRequest, idempotencyKey?: string): ReserveResult {
+  reserveReply(app: string, openid: string, id: string, request: ReplyRequest, idempotencyKey?: string): ReserveResult {
     const now = Date.now();
     const requestJson = JSON.stringify(request);
     if (idempotencyKey) {
@@ -197,7 +197,6 @@ export class Conversation extends DurableObject<Env> {
           : "no replies left in this window: wait for the user to write again";
       return { ok: false, code: taken.code, message, quota: quotaOf(this.window(), now) };
     }
-    const id = `rpl_${crypto.randomUUID().replaceAll("-", "")}`;
     this.identify(app, openid, undefined, now);
     this.saveWindow(taken.window);
     this.sql.exec(

@@ -6,8 +6,6 @@ import { backoffSeconds } from "./backoff";
 import type { ForwardJob } from "./jobs";
 import { webhookRequest } from "./webhook";
 
-const WEBHOOK_TIMEOUT_MS = 10_000;
-
 /**
  * The FORWARDS consumer: POSTs each accepted message to KEFU_WEBHOOK_URL. Queues deliver at least
  * once, so the conversation is asked first whether the message still needs forwarding.
@@ -38,7 +36,7 @@ export async function forwardBatch(batch: MessageBatch<ForwardJob>, env: Env): P
           return;
         }
         const request = webhookRequest(config.webhook.url, config.webhook.secret, `${job.app}/${job.key}`, item.message);
-        const status = await fetch(request, { signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS) }).then(
+        const status = await fetch(request, { signal: AbortSignal.timeout(config.callTimeoutMs) }).then(
           (response) => response.status,
           (error: unknown) => `unreachable: ${String(error)}`,
         );

@@ -1,4 +1,25 @@
-import type { PlatformRules } from "./platform";
+import type { PlatformAnswer, PlatformRules, SendVerdict } from "./platform";
+import { field } from "./platform";
+
+/**
+ * errno of custom/send (smartprogram.baidu.com …/custom_message). Codes not listed are final
+ * rejections, reported with their code.
+ */
+const errnoVerdicts: Record<number, SendVerdict> = {
+  0: "sent",
+  3001: "rejected", // bad parameters
+  30022: "rejected", // invalid openid
+  90001: "quota", // over the 5 replies of this window
+  90002: "rejected", // 客服 not enabled for this mini program
+};
+
+/** error_code of Baidu's OpenAPI gateway, answered before the send is looked at. */
+const gatewayVerdicts: Record<number, SendVerdict> = {
+  2: "retry", // service temporarily unavailable
+  18: "retry", // QPS limit reached
+  110: "token", // access token invalid
+  111: "token", // access token expired
+};
 
 /** Baidu Smart Mini Programs: https://smartprogram.baidu.com/docs/develop/serverapi/custom_message/ */
 export const baidu: PlatformRules = {
@@ -11,4 +32,41 @@ export const baidu: PlatformRules = {
   // Each user message resets the allowance to 5 replies within 48 h; unused ones do not accumulate.
   messageGrant: { replies: 5, seconds: 48 * 3600 },
   eventGrants: {},
+  api: {
+    tokenRequest(base, { appKey, appSecret }) {
+      const query = new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: appKey,
+        client_secret: appSecret,
+        scope: "smartapp_snsapi_base",
+      });
+      return new Request(`${base}/oauth/2.0/token?${query}`);
+    },
+    readToken(body) {
+      const token = field(body, "access_token");
+      const expiresIn = Number(field(body, "expires_in"));
+      if (typeof token === "string" && token && expiresIn > 0) return { token, expiresInSeconds: expiresIn };
+      return { error: `${field(body, "error") ?? "no access_token"}: ${field(body, "error_description") ?? "unexpected answer"}` };
+    },
+    sendRequest(base, token, openid, reply, userType) {
+      const form = new URLSearchParams({ user_type: String(userType), open_id: openid, msg_type: reply.type });
+      if (reply.type === "text") form.set("content", reply.content);
+      if (reply.type === "image") form.set("pic_url", reply.picUrl ?? "");
+      return new Request(`${base}/rest/2.0/smartapp/message/custom/send?access_token=${encodeURIComponent(token)}`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: form.toString(),
+      });
+    },
+    readSend(body): PlatformAnswer {
+      const gateway = field(body, "error_code");
+      if (typeof gateway === "number") {
+        return { verdict: gatewayVerdicts[gateway] ?? "rejected", platformCode: gateway, message: String(field(body, "error_msg") ?? "") };
+      }
+      const errno = Number(field(body, "errno"));
+      if (!Number.isInteger(errno)) return { verdict: "retry", message: "answer has neither errno nor error_code" };
+      return { verdict: errnoVerdicts[errno] ?? "rejected", platformCode: errno, message: String(field(body, "msg") ?? "") };
+    },
+    replyTypes: { text: ["content"], image: ["picUrl"] },
+  },
 };

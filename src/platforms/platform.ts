@@ -1,9 +1,41 @@
+import type { Reply } from "../conversation/reply";
 import type { Message, Platform } from "../protocol/codec";
 
 /** What a user action allows: this many replies within this many seconds. */
 export interface ReplyGrant {
   replies: number;
   seconds: number;
+}
+
+/**
+ * What a platform's answer to a send means for the reply:
+ * sent · token (refresh the access token, try once more) · quota (no replies left) ·
+ * window (the window is closed) · retry (transient: back off and try again) · rejected (final).
+ */
+export type SendVerdict = "sent" | "token" | "quota" | "window" | "retry" | "rejected";
+
+export interface PlatformAnswer {
+  verdict: SendVerdict;
+  /** The platform's own code (errno / error_code / errcode), when it gave one. */
+  platformCode?: number;
+  message: string;
+}
+
+export interface Credentials {
+  appKey: string;
+  appSecret: string;
+}
+
+export type TokenAnswer = { token: string; expiresInSeconds: number } | { error: string };
+
+/** A platform's send API: how to get a token, how to send, how to read the answers. */
+export interface PlatformApi {
+  tokenRequest(base: string, credentials: Credentials, forceRefresh: boolean): Request;
+  readToken(body: unknown): TokenAnswer;
+  sendRequest(base: string, token: string, openid: string, reply: Reply, userType: 1 | 2): Request;
+  readSend(body: unknown): PlatformAnswer;
+  /** The reply types this platform can send, and the fields each needs. */
+  replyTypes: Readonly<Partial<Record<Reply["type"], readonly string[]>>>;
 }
 
 /**
@@ -22,10 +54,16 @@ export interface PlatformRules {
   messageGrant: ReplyGrant;
   /** Events that open a reply window of their own, by Event name. */
   eventGrants: Readonly<Record<string, ReplyGrant>>;
+  api: PlatformApi;
 }
 
 /** The reply window a message opens, if any. Events open one only if listed. */
 export function grantFor(rules: PlatformRules, message: Pick<Message, "type" | "event">): ReplyGrant | undefined {
   if (message.type === "event") return message.event ? rules.eventGrants[message.event] : undefined;
   return rules.messageGrant;
+}
+
+/** A field of a JSON answer, if the answer is an object. */
+export function field(body: unknown, name: string): unknown {
+  return body && typeof body === "object" ? (body as Record<string, unknown>)[name] : undefined;
 }

@@ -22,7 +22,7 @@ export const httpStatus = {
   wrong_trailing_id: 400,
   no_aes_key: 400,
   invalid_body: 400,
-  idempotency_conflict: 409,
+  idempotency_conflict: 422,
   window_closed: 409,
   quota_exhausted: 409,
   config_invalid: 503,

@@ -121,15 +121,15 @@ describe("reply window in the Durable Object", () => {
     await evictDurableObject(stub);
     expect(await stub.quota()).toEqual(before);
 
-    for (let i = 0; i < 5; i++) expect((await stub.reserveReply("bd-shop", openid, { reply: { type: "text", content: `r${i}` } })).ok).toBe(true);
+    for (let i = 0; i < 5; i++) expect((await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: `r${i}` } })).ok).toBe(true);
     await evictDurableObject(stub);
-    const over = await stub.reserveReply("bd-shop", openid, { reply: { type: "text", content: "one too many" } });
+    const over = await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: "one too many" } });
     expect(over).toMatchObject({ ok: false, code: "quota_exhausted", quota: { remaining: 0 } });
   });
 
   it("is closed for a user who never wrote", async () => {
     const stub = conversation(env, "bd-shop", uniqueId("o"));
-    expect(await stub.reserveReply("bd-shop", "x", { reply: { type: "text", content: "hi" } })).toMatchObject({ ok: false, code: "window_closed" });
+    expect(await stub.reserveReply("bd-shop", "x", uniqueId("rpl"), { reply: { type: "text", content: "hi" } })).toMatchObject({ ok: false, code: "window_closed" });
   });
 
   it("WeChat's tempsession event opens the short session window", async () => {

@@ -1,0 +1,70 @@
+import { DurableObject } from "cloudflare:workers";
+import { readConfig } from "../config";
+import type { Env } from "../env";
+import { log } from "../log";
+
+export type TokenResult =
+  | { ok: true; token: string }
+  /** `retry`: the platform could not be reached; otherwise it refused the credentials. */
+  | { ok: false; retry: boolean; error: string };
+
+interface StoredToken {
+  token: string;
+  expiresAt: number;
+}
+
+const REFRESH_MARGIN_MS = 5 * 60_000;
+
+/**
+ * One per app: the access token, shared by every isolate and refreshed by one caller at a time.
+ * Concurrent callers while a fetch is under way wait for that same fetch (single flight), so the
+ * platform never sees a stampede and WeChat never invalidates a token we are still using.
+ */
+export class AccessTokens extends DurableObject<Env> {
+  private refreshing?: Promise<TokenResult>;
+
+  /**
+   * A valid token. `rejected` is a token the platform just refused: if it is still the cached one,
+   * it is replaced; if another caller already replaced it, the newer one is returned.
+   */
+  async token(app: string, rejected?: string): Promise<TokenResult> {
+    const cached = this.ctx.storage.kv.get<StoredToken>("token");
+    const fresh = cached && cached.token !== rejected && cached.expiresAt - REFRESH_MARGIN_MS > Date.now();
+    if (fresh) return { ok: true, token: cached.token };
+    this.refreshing ??= this.fetchToken(app, rejected !== undefined && cached?.token === rejected).finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async fetchToken(appName: string, forceRefresh: boolean): Promise<TokenResult> {
+    const config = readConfig(this.env);
+    const app = config.ok ? config.config.apps.get(appName) : undefined;
+    if (!config.ok || !app) return { ok: false, retry: false, error: `app ${appName} is not configured` };
+    if (!app.appKey || !app.appSecret) return { ok: false, retry: false, error: `app ${appName} has no appKey/appSecret` };
+    const started = Date.now();
+    const credentials = { appKey: app.appKey, appSecret: app.appSecret };
+    const request = app.rules.api.tokenRequest(config.config.apiBase[app.platform], credentials, forceRefresh);
+    let body: unknown;
+    try {
+      const response = await fetch(request, { signal: AbortSignal.timeout(config.config.callTimeoutMs) });
+      if (response.status >= 500) return this.failed(appName, true, `token endpoint answered HTTP ${response.status}`);
+      body = await response.json();
+    } catch (error) {
+      return this.failed(appName, true, `token endpoint unreachable: ${String(error)}`);
+    }
+    const answer = app.rules.api.readToken(body);
+    if ("error" in answer) return this.failed(appName, false, `token refused: ${answer.error}`);
+    this.ctx.storage.kv.put<StoredToken>("token", {
+      token: answer.token,
+      expiresAt: started + answer.expiresInSeconds * 1000,
+    });
+    log("token", { app: appName, outcome: "refreshed", forceRefresh, expiresIn: answer.expiresInSeconds, ms: Date.now() - started });
+    return { ok: true, token: answer.token };
+  }
+
+  private failed(app: string, retry: boolean, error: string): TokenResult {
+    log("token", { app, outcome: "failed", retry, reason: error });
+    return { ok: false, retry, error };
+  }
+}
