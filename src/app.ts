@@ -1,19 +1,43 @@
 import { Hono } from "hono";
+import { openapi } from "./api/openapi";
+import { api } from "./api/routes";
 import { readConfig } from "./config";
-import type { Env } from "./env";
+import type { HonoEnv } from "./env";
 import { log } from "./log";
 import { KefuError } from "./protocol/errors";
-import { api } from "./api/routes";
 import { push } from "./push/route";
 
-export const app = new Hono<{ Bindings: Env }>();
+export const app = new Hono<HonoEnv>();
 
+// One JSON line per request: the handler adds what it knows (app, openid, msgId, outcome), and
+// errors add their code and reason. Never secrets, never message bodies.
+app.use("*", async (c, next) => {
+  const started = Date.now();
+  c.set("log", {});
+  await next();
+  const event = c.req.path.startsWith("/push/") ? "push" : c.req.path.startsWith("/api/") ? "api" : "http";
+  log(event, { method: c.req.method, path: c.req.routePath, status: c.res.status, ...c.get("log"), ms: Date.now() - started });
+});
+
+/** Whether the configuration is valid, and which apps it has; no secrets. */
 app.get("/health", (c) => {
   const result = readConfig(c.env);
   if (!result.ok) return c.json({ ok: false, problems: result.problems }, 503);
-  const apps = [...result.config.apps.values()].map(({ name, platform }) => ({ name, platform }));
-  return c.json({ ok: true, apps });
+  const { config } = result;
+  return c.json({
+    ok: true,
+    apps: [...config.apps.values()].map((a) => ({
+      name: a.name,
+      platform: a.platform,
+      encrypted: a.encodingAesKey !== undefined,
+      canSend: a.appKey !== undefined && a.appSecret !== undefined,
+    })),
+    api: config.apiKey !== undefined,
+    webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
+  });
 });
+
+app.get("/openapi.json", (c) => c.json(openapi));
 
 app.route("/push", push);
 app.route("/api", api);
@@ -23,12 +47,11 @@ app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for 
 // The one place errors become HTTP. Anything unexpected is a 503: the caller may retry, and
 // nothing was acknowledged.
 app.onError((error, c) => {
-  const route = c.req.routePath;
-  const appName = c.req.param("app");
+  const fields = { ...c.get("log"), app: c.req.param("app") };
   if (error instanceof KefuError) {
-    log("rejected", { route, app: appName, code: error.code, status: error.status, reason: error.message });
+    c.set("log", { ...fields, outcome: "rejected", code: error.code, reason: error.message });
     return c.json({ error: { code: error.code, message: error.message, ...error.details } }, error.status as 400);
   }
-  log("error", { route, app: appName, reason: String(error), stack: (error as Error)?.stack });
+  c.set("log", { ...fields, outcome: "error", reason: String(error), stack: (error as Error)?.stack });
   return c.json({ error: { code: "unavailable", message: "temporarily unavailable, retry" } }, 503);
 });

@@ -14,3 +14,6 @@ export interface Env extends KefuVars {
   FORWARDS: Queue<ForwardJob>;
   SENDS: Queue<SendJob>;
 }
+
+/** Hono's view: the bindings, and the fields of the one log line each request writes. */
+export type HonoEnv = { Bindings: Env; Variables: { log: Record<string, unknown> } };

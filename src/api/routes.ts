@@ -3,16 +3,16 @@ import { Hono } from "hono";
 import { requireApp, requireConfig } from "../app-config";
 import { conversation } from "../conversation/conversation";
 import { decodeCursor } from "../conversation/directory";
-import type { Env } from "../env";
+import type { HonoEnv } from "../env";
 import { readText } from "../http";
-import { log, shortOpenid } from "../log";
+import { shortOpenid } from "../log";
 import { KefuError } from "../protocol/errors";
 import { safeEqual } from "../protocol/signature";
 import { parseReplyBody } from "./reply-body";
 
 const BODY_LIMIT = 64 * 1024;
 
-export const api = new Hono<{ Bindings: Env }>();
+export const api = new Hono<HonoEnv>();
 
 // Bearer auth on everything under /api, compared in constant time.
 api.use("*", async (c, next) => {
@@ -27,7 +27,6 @@ api.use("*", async (c, next) => {
 
 /** Send a reply: reserve a slot in the user's window, then hand the send to the SENDS queue. */
 api.post("/apps/:app/messages", async (c) => {
-  const started = Date.now();
   const app = requireApp(requireConfig(c.env), c.req.param("app"));
   if (!app.appKey || !app.appSecret) {
     throw new KefuError("config_invalid", `app ${app.name} has no appKey/appSecret in KEFU_APPS: it cannot send replies`);
@@ -45,12 +44,11 @@ api.post("/apps/:app/messages", async (c) => {
     throw new KefuError("invalid_body", "Idempotency-Key must be 1-255 characters");
   }
   const result = await conversation(c.env, app.name, openid).reserveReply(app.name, openid, newReplyId(openid), request, idempotencyKey);
-  log("api_send", {
+  c.set("log", {
     app: app.name,
     openid: shortOpenid(openid),
     type: request.reply.type,
     outcome: result.ok ? (result.replayed ? "replayed" : "queued") : result.code,
-    ms: Date.now() - started,
   });
   if (!result.ok) throw new KefuError(result.code, result.message, { quota: result.quota });
   if (result.replayed) c.header("Idempotent-Replayed", "true");

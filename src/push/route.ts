@@ -1,7 +1,7 @@
 import { Hono } from "hono";
-import type { Env } from "../env";
+import type { HonoEnv } from "../env";
 import { readText } from "../http";
-import { log, shortOpenid } from "../log";
+import { shortOpenid } from "../log";
 import { requireApp, requireConfig } from "../app-config";
 import { accept } from "./accept";
 import { receive } from "./receive";
@@ -9,28 +9,19 @@ import { receive } from "./receive";
 /** Pushes are a few hundred bytes; anything this large is not from the platform. */
 export const PUSH_BODY_LIMIT = 64 * 1024;
 
-export const push = new Hono<{ Bindings: Env }>();
+export const push = new Hono<HonoEnv>();
 
 push.on(["GET", "POST"], "/:app", async (c) => {
-  const started = Date.now();
   const config = requireConfig(c.env);
   const app = requireApp(config, c.req.param("app"));
   const body = await readText(c.req.raw, PUSH_BODY_LIMIT);
   const received = receive(app, c.req.method, c.req.query(), body);
   if (received.kind === "handshake") {
-    log("handshake", { app: app.name, outcome: "verified" });
+    c.set("log", { app: app.name, outcome: "handshake" });
     return c.text(received.echo);
   }
   const { message, mode } = received;
   const outcome = await accept(c.env, c.executionCtx, config, app, message);
-  log("push", {
-    app: app.name,
-    openid: shortOpenid(message.openid),
-    msgId: message.msgId,
-    type: message.type,
-    mode,
-    outcome,
-    ms: Date.now() - started,
-  });
+  c.set("log", { app: app.name, openid: shortOpenid(message.openid), msgId: message.msgId, type: message.type, mode, outcome });
   return c.text("success");
 });
