@@ -1,4 +1,5 @@
 import { env as runtimeEnv, exports } from "cloudflare:workers";
+import { vi } from "vitest";
 import type { Env } from "../src/env";
 import type { Fields } from "../src/protocol/codec";
 import { queryString, sealPush, type SealOptions } from "../src/protocol/seal";
@@ -107,4 +108,18 @@ export async function userWrites(app: TestAppName, openid = uniqueId("o")): Prom
   const response = await sendPush(textPush({ FromUserName: openid }), { app, mode: "plaintext", format: "xml" });
   if ((await response.text()) !== "success") throw new Error(`push to ${app} was not accepted`);
   return openid;
+}
+
+/** The structured log lines the Worker writes while `fn` runs. */
+export async function logsOf(fn: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
+  const lines: Record<string, unknown>[] = [];
+  const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+    if (typeof line === "string" && line.startsWith("{")) lines.push(JSON.parse(line));
+  });
+  try {
+    await fn();
+  } finally {
+    spy.mockRestore();
+  }
+  return lines;
 }

@@ -52,7 +52,7 @@ api.post("/apps/:app/messages", async (c) => {
   });
   if (!result.ok) throw new KefuError(result.code, result.message, { quota: result.quota });
   if (result.replayed) c.header("Idempotent-Replayed", "true");
-  return c.json({ id: result.reply.id, status: result.reply.status, quota: result.quota }, 202);
+  return c.json(result.answer, 202);
 });
 
 /** A reply's delivery state. */

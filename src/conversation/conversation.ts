@@ -18,7 +18,11 @@ import {
 } from "./window";
 
 /** Work handed off durably: written with the change that causes it, drained by the alarm. */
-type Outbox = { target: "forwards"; job: ForwardJob } | { target: "sends"; job: SendJob } | { target: "directory"; at: number };
+type Outbox =
+  | { target: "forwards"; job: ForwardJob }
+  | { target: "sends"; job: SendJob }
+  /** `at` null: the conversation has forgotten everything, drop it from the directory. */
+  | { target: "directory"; at: number | null };
 
 export interface AcceptOptions {
   /** The reply window this message opens, if any (platform rules, decided by the caller). */
@@ -28,8 +32,15 @@ export interface AcceptOptions {
   retentionDays: number;
 }
 
+/** The API's answer to an accepted reply, kept so a retried POST gets the very same answer. */
+export interface ReserveAnswer {
+  id: string;
+  status: "queued";
+  quota: Quota;
+}
+
 export type ReserveResult =
-  | { ok: true; reply: ReplyState; quota: Quota; replayed: boolean }
+  | { ok: true; answer: ReserveAnswer; replayed: boolean }
   | { ok: false; code: "window_closed" | "quota_exhausted" | "idempotency_conflict"; message: string; quota: Quota };
 
 export type SendOutcome =
@@ -38,6 +49,12 @@ export type SendOutcome =
   | { status: "failed"; error: ReplyError; window?: "exhausted" | "closed"; release: boolean };
 
 export type ForwardStatus = "pending" | "delivered" | "failed";
+
+/**
+ * A queue consumer's claim on one attempt. Queues may deliver a job twice at once: while one
+ * consumer holds the lease, another is told to come back later instead of repeating the call.
+ */
+export type Claim<T> = ({ state: "claimed"; attempts: number } & T) | { state: "busy"; retryInMs: number } | { state: "done" };
 
 export interface HistoryEntry {
   direction: "in" | "out";
@@ -78,6 +95,7 @@ export class Conversation extends DurableObject<Env> {
         window_expires_at INTEGER NOT NULL DEFAULT 0,
         replies_remaining INTEGER NOT NULL DEFAULT 0,
         replies_allowed INTEGER NOT NULL DEFAULT 0,
+        window_granted_at INTEGER NOT NULL DEFAULT 0,
         retention_days INTEGER NOT NULL DEFAULT 7,
         last_active_at INTEGER
       );
@@ -87,6 +105,7 @@ export class Conversation extends DurableObject<Env> {
         message TEXT NOT NULL,
         forward TEXT,
         forward_attempts INTEGER NOT NULL DEFAULT 0,
+        forward_claimed_at INTEGER,
         forward_error TEXT
       );
       CREATE INDEX IF NOT EXISTS inbound_by_time ON inbound (received_at);
@@ -96,7 +115,9 @@ export class Conversation extends DurableObject<Env> {
         request TEXT NOT NULL,
         status TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_at INTEGER,
         error TEXT,
+        answer TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
       );
@@ -134,30 +155,33 @@ export class Conversation extends DurableObject<Env> {
     if (options.grant) {
       // The platform's clock started the window; never later than now.
       const at = Math.min(message.createTime * 1000, now);
-      this.saveWindow(applyGrant(this.window(), options.grant, at, this.inFlight()));
+      this.saveWindow(applyGrant(this.window(), options.grant, at, this.inFlight(), now));
     }
     if (options.forward) this.enqueue({ target: "forwards", job: { app: message.app, openid: message.openid, key } });
     this.enqueue({ target: "directory", at: now });
     return { accepted: true };
   }
 
-  /** The message to forward, unless it was already delivered (queues deliver at least once). */
-  forwardItem(key: string): { message: Message; attempts: number } | null {
+  /** Claims one forward attempt; "done" once it was delivered or given up on. */
+  forwardItem(key: string, leaseMs: number): Claim<{ message: Message }> {
+    const now = Date.now();
     const row = this.sql
-      .exec<{ message: string; forward: string | null; forward_attempts: number }>(
-        "SELECT message, forward, forward_attempts FROM inbound WHERE key = ?",
+      .exec<{ message: string; forward: string | null; forward_attempts: number; forward_claimed_at: number | null }>(
+        "SELECT message, forward, forward_attempts, forward_claimed_at FROM inbound WHERE key = ?",
         key,
       )
       .toArray()[0];
-    if (!row || row.forward !== "pending") return null;
-    this.sql.exec("UPDATE inbound SET forward_attempts = forward_attempts + 1 WHERE key = ?", key);
-    return { message: JSON.parse(row.message) as Message, attempts: row.forward_attempts + 1 };
+    if (!row || row.forward !== "pending") return { state: "done" };
+    const busy = leaseLeft(row.forward_claimed_at, leaseMs, now);
+    if (busy > 0) return { state: "busy", retryInMs: busy };
+    this.sql.exec("UPDATE inbound SET forward_attempts = forward_attempts + 1, forward_claimed_at = ? WHERE key = ?", now, key);
+    return { state: "claimed", attempts: row.forward_attempts + 1, message: JSON.parse(row.message) as Message };
   }
 
   /** Records how a forward attempt ended: delivered, failed for good, or still pending with an error. */
   forwardResult(key: string, status: ForwardStatus, error?: string): void {
     this.sql.exec(
-      "UPDATE inbound SET forward = ?, forward_error = ? WHERE key = ? AND forward IS NOT 'delivered'",
+      "UPDATE inbound SET forward = ?, forward_error = ?, forward_claimed_at = NULL WHERE key = ? AND forward IS NOT 'delivered'",
       status,
       error ?? null,
       key,
@@ -175,7 +199,7 @@ export class Conversation extends DurableObject<Env> {
     const requestJson = JSON.stringify(request);
     if (idempotencyKey) {
       const earlier = this.sql
-        .exec<{ id: string; request: string }>("SELECT id, request FROM replies WHERE idempotency_key = ?", idempotencyKey)
+        .exec<{ request: string; answer: string }>("SELECT request, answer FROM replies WHERE idempotency_key = ?", idempotencyKey)
         .toArray()[0];
       if (earlier) {
         if (earlier.request !== requestJson) {
@@ -186,7 +210,7 @@ export class Conversation extends DurableObject<Env> {
             quota: quotaOf(this.window(), now),
           };
         }
-        return { ok: true, reply: this.replyState(earlier.id)!, quota: quotaOf(this.window(), now), replayed: true };
+        return { ok: true, answer: JSON.parse(earlier.answer) as ReserveAnswer, replayed: true };
       }
     }
     const taken = takeReply(this.window(), now);
@@ -197,51 +221,61 @@ export class Conversation extends DurableObject<Env> {
           : "no replies left in this window: wait for the user to write again";
       return { ok: false, code: taken.code, message, quota: quotaOf(this.window(), now) };
     }
+    const answer: ReserveAnswer = { id, status: "queued", quota: quotaOf(taken.window, now) };
     this.identify(app, openid, undefined, now);
     this.saveWindow(taken.window);
     this.sql.exec(
-      `INSERT INTO replies (id, idempotency_key, request, status, created_at, updated_at)
-       VALUES (?, ?, ?, 'queued', ?, ?)`,
+      `INSERT INTO replies (id, idempotency_key, request, status, answer, created_at, updated_at)
+       VALUES (?, ?, ?, 'queued', ?, ?, ?)`,
       id,
       idempotencyKey ?? null,
       requestJson,
+      JSON.stringify(answer),
       now,
       now,
     );
     this.enqueue({ target: "sends", job: { app, openid, id } });
     this.enqueue({ target: "directory", at: now });
-    return { ok: true, reply: this.replyState(id)!, quota: quotaOf(taken.window, now), replayed: false };
+    return { ok: true, answer, replayed: false };
   }
 
-  /** Claims a reply for one send attempt; null when it is already final (a duplicate delivery). */
-  beginSend(id: string): { request: ReplyRequest; attempts: number } | null {
+  /** Claims one send attempt of a reply; "done" once it is sent or failed. */
+  beginSend(id: string, leaseMs: number): Claim<{ request: ReplyRequest }> {
+    const now = Date.now();
     const row = this.sql
-      .exec<{ request: string; status: ReplyStatus; attempts: number }>(
-        "SELECT request, status, attempts FROM replies WHERE id = ?",
+      .exec<{ request: string; status: ReplyStatus; attempts: number; claimed_at: number | null }>(
+        "SELECT request, status, attempts, claimed_at FROM replies WHERE id = ?",
         id,
       )
       .toArray()[0];
-    if (!row || row.status === "sent" || row.status === "failed") return null;
+    if (!row || row.status === "sent" || row.status === "failed") return { state: "done" };
+    const busy = row.status === "sending" ? leaseLeft(row.claimed_at, leaseMs, now) : 0;
+    if (busy > 0) return { state: "busy", retryInMs: busy };
     this.sql.exec(
-      "UPDATE replies SET status = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?",
-      Date.now(),
+      "UPDATE replies SET status = 'sending', attempts = attempts + 1, claimed_at = ?, updated_at = ? WHERE id = ?",
+      now,
+      now,
       id,
     );
-    return { request: JSON.parse(row.request) as ReplyRequest, attempts: row.attempts + 1 };
+    return { state: "claimed", attempts: row.attempts + 1, request: JSON.parse(row.request) as ReplyRequest };
   }
 
   /** Records a send attempt's outcome, and what it tells about the window. */
   finishSend(id: string, outcome: SendOutcome): ReplyState | null {
     const now = Date.now();
-    const current = this.replyState(id);
-    if (!current || current.status === "sent" || current.status === "failed") return current;
+    const row = this.sql
+      .exec<{ status: ReplyStatus; claimed_at: number | null }>("SELECT status, claimed_at FROM replies WHERE id = ?", id)
+      .toArray()[0];
+    if (!row || row.status === "sent" || row.status === "failed") return this.replyState(id);
     const status: ReplyStatus = outcome.status === "retry" ? "queued" : outcome.status;
     const error = outcome.status === "sent" ? null : JSON.stringify(outcome.error);
-    this.sql.exec("UPDATE replies SET status = ?, error = ?, updated_at = ? WHERE id = ?", status, error, now, id);
+    this.sql.exec("UPDATE replies SET status = ?, error = ?, claimed_at = NULL, updated_at = ? WHERE id = ?", status, error, now, id);
     if (outcome.status === "failed") {
       let window = this.window();
-      if (outcome.window === "exhausted") window = exhaust(window);
-      else if (outcome.window === "closed") window = closeWindow(window, now);
+      // A refusal speaks of the window the send was made in: not of one the user opened since.
+      const sameWindow = window.grantedAt <= (row.claimed_at ?? now);
+      if (outcome.window === "exhausted" && sameWindow) window = exhaust(window);
+      else if (outcome.window === "closed" && sameWindow) window = closeWindow(window, now);
       else if (outcome.release) window = releaseReply(window, now);
       this.saveWindow(window);
     }
@@ -344,15 +378,19 @@ export class Conversation extends DurableObject<Env> {
         return;
       case "directory": {
         const { app, openid } = this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").one();
-        return this.env.DIRECTORY.getByName(app).touch(openid, item.at);
+        const directory = this.env.DIRECTORY.getByName(app);
+        return item.at === null ? directory.forget(openid) : directory.touch(openid, item.at);
       }
     }
   }
 
   private forgetOldHistory(now: number): void {
     const cutoff = now - this.retentionDays() * DAY;
-    this.sql.exec("DELETE FROM inbound WHERE received_at < ?", cutoff);
-    this.sql.exec("DELETE FROM replies WHERE created_at < ? AND status IN ('sent', 'failed')", cutoff);
+    const forgotten =
+      this.sql.exec("DELETE FROM inbound WHERE received_at < ?", cutoff).rowsWritten +
+      this.sql.exec("DELETE FROM replies WHERE created_at < ? AND status IN ('sent', 'failed')", cutoff).rowsWritten;
+    const left = this.sql.exec<{ n: number }>("SELECT (SELECT count(*) FROM inbound) + (SELECT count(*) FROM replies) AS n").one().n;
+    if (forgotten > 0 && left === 0) this.enqueue({ target: "directory", at: null });
   }
 
   /** One alarm serves both jobs: soon while the outbox has items, else when the oldest history expires. */
@@ -397,21 +435,22 @@ export class Conversation extends DurableObject<Env> {
 
   private window(): ReplyWindow {
     const row = this.sql
-      .exec<{ window_expires_at: number; replies_remaining: number; replies_allowed: number }>(
-        "SELECT window_expires_at, replies_remaining, replies_allowed FROM conversation",
+      .exec<{ window_expires_at: number; replies_remaining: number; replies_allowed: number; window_granted_at: number }>(
+        "SELECT window_expires_at, replies_remaining, replies_allowed, window_granted_at FROM conversation",
       )
       .toArray()[0];
     return row
-      ? { expiresAt: row.window_expires_at, remaining: row.replies_remaining, allowance: row.replies_allowed }
+      ? { expiresAt: row.window_expires_at, remaining: row.replies_remaining, allowance: row.replies_allowed, grantedAt: row.window_granted_at }
       : closedWindow;
   }
 
   private saveWindow(window: ReplyWindow): void {
     this.sql.exec(
-      "UPDATE conversation SET window_expires_at = ?, replies_remaining = ?, replies_allowed = ?",
+      "UPDATE conversation SET window_expires_at = ?, replies_remaining = ?, replies_allowed = ?, window_granted_at = ?",
       window.expiresAt,
       window.remaining,
       window.allowance,
+      window.grantedAt,
     );
   }
 
@@ -437,6 +476,11 @@ export class Conversation extends DurableObject<Env> {
       ...(row.error && { error: JSON.parse(row.error) as ReplyError }),
     };
   }
+}
+
+/** How long the current claim still holds, in ms (0: no claim, or it lapsed: its holder died). */
+function leaseLeft(claimedAt: number | null, leaseMs: number, now: number): number {
+  return claimedAt === null ? 0 : Math.max(0, claimedAt + leaseMs - now);
 }
 
 /** The conversation of `openid` in `app`. */

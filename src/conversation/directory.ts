@@ -32,6 +32,11 @@ export class Directory extends DurableObject<Env> {
     );
   }
 
+  /** The conversation has forgotten its whole history: stop listing it. */
+  forget(openid: string): void {
+    this.sql.exec("DELETE FROM conversations WHERE openid = ?", openid);
+  }
+
   /** Newest first; `before` is the cursor of the previous page. */
   list(limit: number, cursor?: Cursor): DirectoryPage {
     const rows = this.sql

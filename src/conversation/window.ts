@@ -10,9 +10,11 @@ export interface ReplyWindow {
   remaining: number;
   /** The allowance of the grant in force, the most a released reply can bring `remaining` back to. */
   allowance: number;
+  /** When the last user action granted replies (epoch ms): a platform refusal of an older send does not apply to a newer grant. */
+  grantedAt: number;
 }
 
-export const closedWindow: ReplyWindow = { expiresAt: 0, remaining: 0, allowance: 0 };
+export const closedWindow: ReplyWindow = { expiresAt: 0, remaining: 0, allowance: 0, grantedAt: 0 };
 
 export function isOpen(window: ReplyWindow, now: number): boolean {
   return now < window.expiresAt;
@@ -31,16 +33,18 @@ export function quotaOf(window: ReplyWindow, now: number): Quota {
 }
 
 /**
- * A user action's grant applied at `at`. The platforms do not add allowances up: the count becomes
- * the larger of what is left and what the action allows, the deadline the later of the two.
+ * A user action's grant applied at `at`. The platforms do not add allowances up (WeChat's doc:
+ * 条数不累加, 更新为当前可下发条数限制的最大值…最长有效时间): the count becomes the larger of what
+ * is left and what the action allows, the deadline the later of the two.
  * Replies already reserved but not yet sent will count against the new allowance when they go out.
  */
-export function applyGrant(window: ReplyWindow, grant: ReplyGrant, at: number, inFlight: number): ReplyWindow {
+export function applyGrant(window: ReplyWindow, grant: ReplyGrant, at: number, inFlight: number, recordedAt = at): ReplyWindow {
   const current = isOpen(window, at) ? window : closedWindow;
   return {
     expiresAt: Math.max(current.expiresAt, at + grant.seconds * 1000),
     remaining: Math.max(current.remaining, grant.replies - inFlight, 0),
     allowance: Math.max(current.allowance, grant.replies),
+    grantedAt: recordedAt,
   };
 }
 

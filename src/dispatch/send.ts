@@ -3,49 +3,34 @@ import type { AppConfig, Config } from "../config";
 import { conversation, type SendOutcome } from "../conversation/conversation";
 import type { ReplyRequest } from "../conversation/reply";
 import type { Env } from "../env";
-import { log, shortOpenid } from "../log";
-import { backoffSeconds } from "./backoff";
+import { shortOpenid } from "../log";
+import { busy, consume } from "./consume";
 import type { SendJob } from "./jobs";
+
+const describe = (job: SendJob) => ({ app: job.app, openid: shortOpenid(job.openid), id: job.id });
 
 /**
  * The SENDS consumer: delivers each reserved reply through the platform's send API and records the
- * outcome in the conversation. Queues deliver at least once: a reply already final is skipped.
+ * outcome in the conversation. Queues deliver at least once: each attempt is claimed first, and a
+ * reply already final is skipped.
  */
 export async function sendBatch(batch: MessageBatch<SendJob>, env: Env): Promise<void> {
   const config = requireConfig(env);
-  await Promise.all(
-    batch.messages.map(async (queued) => {
-      const { app: appName, openid, id } = queued.body;
-      const started = Date.now();
-      const fields = { app: appName, openid: shortOpenid(openid), id, attempt: queued.attempts };
-      const stub = conversation(env, appName, openid);
-      try {
-        const claim = await stub.beginSend(id);
-        if (!claim) {
-          queued.ack();
-          log("dispatch", { ...fields, outcome: "duplicate" });
-          return;
-        }
-        const app = config.apps.get(appName);
-        const outcome: SendOutcome = app
-          ? await deliver(env, config, app, openid, claim.request)
-          : { status: "failed", release: true, error: { code: "unknown_app", message: `app ${appName} is no longer configured` } };
-        await stub.finishSend(id, outcome);
-        if (outcome.status === "retry") {
-          const delaySeconds = backoffSeconds(queued.attempts, config.retryDelaySeconds);
-          queued.retry({ delaySeconds });
-          log("dispatch", { ...fields, outcome: "retry", error: outcome.error, delaySeconds, ms: Date.now() - started });
-        } else {
-          queued.ack();
-          log("dispatch", { ...fields, outcome: outcome.status, ...(outcome.status === "failed" && { error: outcome.error }), ms: Date.now() - started });
-        }
-      } catch (error) {
-        // The conversation could not be reached: nothing was recorded, so try the whole job again.
-        queued.retry({ delaySeconds: backoffSeconds(queued.attempts, config.retryDelaySeconds) });
-        log("dispatch", { ...fields, outcome: "retry", reason: String(error), ms: Date.now() - started });
-      }
-    }),
-  );
+  // A claim outlives the slowest attempt: a token fetch and two send calls.
+  const leaseMs = config.callTimeoutMs * 3 + 5_000;
+  await consume(batch, config, "dispatch", describe, async ({ app: appName, openid, id }) => {
+    const stub = conversation(env, appName, openid);
+    const claim = await stub.beginSend(id, leaseMs);
+    if (claim.state === "done") return { done: true, fields: { outcome: "duplicate" } };
+    if (claim.state === "busy") return busy(claim.retryInMs);
+    const app = config.apps.get(appName);
+    const outcome: SendOutcome = app
+      ? await deliver(env, config, app, openid, claim.request)
+      : { status: "failed", release: true, error: { code: "unknown_app", message: `app ${appName} is no longer configured` } };
+    await stub.finishSend(id, outcome);
+    if (outcome.status === "retry") return { done: false, fields: { outcome: "retry", error: outcome.error } };
+    return { done: true, fields: { outcome: outcome.status, ...(outcome.status === "failed" && { error: outcome.error }) } };
+  });
 }
 
 /** One send attempt: a token, the platform call, and one refresh-and-retry if the token was refused. */
@@ -94,18 +79,14 @@ async function deliver(env: Env, config: Config, app: AppConfig, openid: string,
 
 /** Sends that ran out of retries: failed, with the last error, and their slot given back. */
 export async function sendDeadLetters(batch: MessageBatch<SendJob>, env: Env): Promise<void> {
-  await Promise.all(
-    batch.messages.map(async (queued) => {
-      const { app, openid, id } = queued.body;
-      const stub = conversation(env, app, openid);
-      const last = (await stub.reply(id))?.error;
-      await stub.finishSend(id, {
-        status: "failed",
-        release: true,
-        error: { code: "retries_exhausted", platformCode: last?.platformCode, message: `gave up after retries: ${last?.message ?? "unknown error"}` },
-      });
-      queued.ack();
-      log("dispatch", { app, openid: shortOpenid(openid), id, outcome: "failed", reason: "retries exhausted" });
-    }),
-  );
+  await consume(batch, requireConfig(env), "dispatch", describe, async ({ app, openid, id }) => {
+    const stub = conversation(env, app, openid);
+    const last = (await stub.reply(id))?.error;
+    await stub.finishSend(id, {
+      status: "failed",
+      release: true,
+      error: { code: "retries_exhausted", platformCode: last?.platformCode, message: `gave up after retries: ${last?.message ?? "unknown error"}` },
+    });
+    return { done: true, fields: { outcome: "failed", reason: "retries exhausted" } };
+  });
 }

@@ -10,10 +10,21 @@ export type TokenResult =
 
 interface StoredToken {
   token: string;
-  expiresAt: number;
+  /** When to fetch again: before expiry, so no send races the deadline. */
+  refreshAt: number;
 }
 
 const REFRESH_MARGIN_MS = 5 * 60_000;
+
+/**
+ * Refresh 5 minutes before expiry, or halfway through a shorter lifetime. WeChat's stable token
+ * answers a repeated fetch with the same token and what is left of its life: halving keeps those
+ * re-fetches to a handful instead of one per send.
+ */
+export function refreshAt(fetchedAt: number, expiresInSeconds: number): number {
+  const lifetime = expiresInSeconds * 1000;
+  return fetchedAt + lifetime - Math.min(REFRESH_MARGIN_MS, lifetime / 2);
+}
 
 /**
  * One per app: the access token, shared by every isolate and refreshed by one caller at a time.
@@ -29,7 +40,7 @@ export class AccessTokens extends DurableObject<Env> {
    */
   async token(app: string, rejected?: string): Promise<TokenResult> {
     const cached = this.ctx.storage.kv.get<StoredToken>("token");
-    const fresh = cached && cached.token !== rejected && cached.expiresAt - REFRESH_MARGIN_MS > Date.now();
+    const fresh = cached && cached.token !== rejected && Date.now() < cached.refreshAt;
     if (fresh) return { ok: true, token: cached.token };
     this.refreshing ??= this.fetchToken(app, rejected !== undefined && cached?.token === rejected).finally(() => {
       this.refreshing = undefined;
@@ -54,11 +65,8 @@ export class AccessTokens extends DurableObject<Env> {
       return this.failed(appName, true, `token endpoint unreachable: ${String(error)}`);
     }
     const answer = app.rules.api.readToken(body);
-    if ("error" in answer) return this.failed(appName, false, `token refused: ${answer.error}`);
-    this.ctx.storage.kv.put<StoredToken>("token", {
-      token: answer.token,
-      expiresAt: started + answer.expiresInSeconds * 1000,
-    });
+    if ("error" in answer) return this.failed(appName, answer.retry, `token refused: ${answer.error}`);
+    this.ctx.storage.kv.put<StoredToken>("token", { token: answer.token, refreshAt: refreshAt(started, answer.expiresInSeconds) });
     log("token", { app: appName, outcome: "refreshed", forceRefresh, expiresIn: answer.expiresInSeconds, ms: Date.now() - started });
     return { ok: true, token: answer.token };
   }

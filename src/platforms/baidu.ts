@@ -1,5 +1,5 @@
 import type { PlatformAnswer, PlatformRules, SendVerdict } from "./platform";
-import { field } from "./platform";
+import { accessToken, field } from "./platform";
 
 /**
  * errno of custom/send (smartprogram.baidu.com …/custom_message). Codes not listed are final
@@ -24,7 +24,6 @@ const gatewayVerdicts: Record<number, SendVerdict> = {
 /** Baidu Smart Mini Programs: https://smartprogram.baidu.com/docs/develop/serverapi/custom_message/ */
 export const baidu: PlatformRules = {
   name: "baidu",
-  pushDeadlineMs: 2_000,
   // The trailing id is a platform id (e.g. 20073496), not the appId; Baidu's own sample ignores it.
   trailingIdIsAppId: false,
   // Third-party platforms receive a `ticket` every 10 minutes on the same URL.
@@ -43,10 +42,13 @@ export const baidu: PlatformRules = {
       return new Request(`${base}/oauth/2.0/token?${query}`);
     },
     readToken(body) {
-      const token = field(body, "access_token");
-      const expiresIn = Number(field(body, "expires_in"));
-      if (typeof token === "string" && token && expiresIn > 0) return { token, expiresInSeconds: expiresIn };
-      return { error: `${field(body, "error") ?? "no access_token"}: ${field(body, "error_description") ?? "unexpected answer"}` };
+      const error = String(field(body, "error") ?? "no access_token");
+      return (
+        accessToken(body) ?? {
+          error: `${error}: ${field(body, "error_description") ?? "unexpected answer"}`,
+          retry: error === "temporarily_unavailable", // OAuth 2.0's "try again later"
+        }
+      );
     },
     sendRequest(base, token, openid, reply, userType) {
       const form = new URLSearchParams({ user_type: String(userType), open_id: openid, msg_type: reply.type });

@@ -26,7 +26,8 @@ export interface Credentials {
   appSecret: string;
 }
 
-export type TokenAnswer = { token: string; expiresInSeconds: number } | { error: string };
+/** A token endpoint's answer: the token, or why not and whether asking again later may work. */
+export type TokenAnswer = { token: string; expiresInSeconds: number } | { error: string; retry: boolean };
 
 /** A platform's send API: how to get a token, how to send, how to read the answers. */
 export interface PlatformApi {
@@ -44,8 +45,6 @@ export interface PlatformApi {
  */
 export interface PlatformRules {
   name: Platform;
-  /** How long the platform waits for `success` before it retries. */
-  pushDeadlineMs: number;
   /** Whether a decrypted push must end with the app's appId (WeChat) or not (Baidu). */
   trailingIdIsAppId: boolean;
   /** MsgTypes the platform sends about itself, not from a user: acknowledged, never a conversation. */
@@ -61,6 +60,13 @@ export interface PlatformRules {
 export function grantFor(rules: PlatformRules, message: Pick<Message, "type" | "event">): ReplyGrant | undefined {
   if (message.type === "event") return message.event ? rules.eventGrants[message.event] : undefined;
   return rules.messageGrant;
+}
+
+/** The access_token and expires_in of a token answer (both platforms use these names), if present. */
+export function accessToken(body: unknown): { token: string; expiresInSeconds: number } | undefined {
+  const token = field(body, "access_token");
+  const expiresIn = Number(field(body, "expires_in"));
+  return typeof token === "string" && token !== "" && expiresIn >= 0 ? { token, expiresInSeconds: expiresIn } : undefined;
 }
 
 /** A field of a JSON answer, if the answer is an object. */

@@ -1,5 +1,5 @@
 import type { PlatformAnswer, PlatformRules, ReplyGrant, SendVerdict } from "./platform";
-import { field } from "./platform";
+import { accessToken, field } from "./platform";
 
 /** Entering the session through the 客服 button: the current doc says 2 replies within 1 minute. */
 export const defaultSessionGrant: ReplyGrant = { replies: 2, seconds: 60 };
@@ -17,11 +17,13 @@ const errcodeVerdicts: Record<number, SendVerdict> = {
   45009: "retry", // API daily quota reached: later may work
 };
 
+/** Token endpoint errors worth asking again later: busy, call-frequency limits. */
+const transientTokenErrors = new Set([-1, 45009, 45011]);
+
 /** WeChat Mini Programs: developers.weixin.qq.com …/customer-message/send.html */
 export function wechatRules(sessionGrant: ReplyGrant = defaultSessionGrant): PlatformRules {
   return {
     name: "wechat",
-    pushDeadlineMs: 5_000,
     trailingIdIsAppId: true,
     systemTypes: [],
     messageGrant: { replies: 5, seconds: 48 * 3600 },
@@ -40,10 +42,13 @@ const api: PlatformRules["api"] = {
     });
   },
   readToken(body) {
-    const token = field(body, "access_token");
-    const expiresIn = Number(field(body, "expires_in"));
-    if (typeof token === "string" && token && expiresIn > 0) return { token, expiresInSeconds: expiresIn };
-    return { error: `errcode ${field(body, "errcode") ?? "?"}: ${field(body, "errmsg") ?? "no access_token"}` };
+    const errcode = Number(field(body, "errcode"));
+    return (
+      accessToken(body) ?? {
+        error: `errcode ${field(body, "errcode") ?? "?"}: ${field(body, "errmsg") ?? "no access_token"}`,
+        retry: transientTokenErrors.has(errcode),
+      }
+    );
   },
   sendRequest(base, token, openid, reply) {
     const payload =

@@ -73,14 +73,21 @@ const xml = new XMLParser({
 
 function parseXml(text: string): Fields {
   // Never expand user-declared entities (billion laughs, XXE): such bodies are not platform pushes.
-  if (/<!DOCTYPE|<!ENTITY/i.test(text)) {
+  // A user may well *write* "<!DOCTYPE html>", so CDATA content does not count.
+  if (/<!DOCTYPE|<!ENTITY/i.test(text.replace(/<!\[CDATA\[[\s\S]*?\]\]>/g, ""))) {
     throw new KefuError("xml_doctype", "XML with a DOCTYPE or ENTITY declaration is refused");
   }
   const valid = XMLValidator.validate(text);
   if (valid !== true) {
     throw new KefuError("bad_xml", `body is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
   }
-  const doc = xml.parse(text) as Fields;
+  let doc: Fields;
+  try {
+    doc = xml.parse(text) as Fields;
+  } catch (error) {
+    // Well-formed but refused by the parser: reserved tag names (__proto__), nesting too deep.
+    throw new KefuError("bad_xml", `XML push cannot be read: ${(error as Error).message}`);
+  }
   const roots = Object.keys(doc).filter((k) => k !== "#text");
   const root = roots.length === 1 ? doc[roots[0]!] : undefined;
   if (!root || typeof root !== "object" || Array.isArray(root)) {

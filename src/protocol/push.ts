@@ -40,11 +40,12 @@ export function answerHandshake(params: Params, token: string): string {
 export function openPush(query: Params, body: string, secrets: PushSecrets): OpenedPush {
   const outer = parseBody(body);
   const encrypted = outer.fields.Encrypt;
-  if (encrypted === undefined) {
-    if (!verifySignature(query.signature, secrets.token, query.timestamp ?? "", query.nonce ?? "")) {
-      throw new KefuError("bad_signature", "signature does not match sha1(sort(token, timestamp, nonce))");
-    }
-    return { mode: "plaintext", ...outer };
+  if (encrypted === undefined) return openPlaintext(query, outer, secrets);
+  // Compatible mode also carries the plaintext fields: an app without a key reads those.
+  const compatible = "MsgType" in outer.fields || "FromUserName" in outer.fields;
+  if (compatible && !secrets.encodingAesKey) {
+    const { Encrypt: _encrypted, ...plainFields } = outer.fields;
+    return { ...openPlaintext(query, { format: outer.format, fields: plainFields }, secrets), mode: "compatible" };
   }
   if (typeof encrypted !== "string" || encrypted === "") {
     throw new KefuError("bad_envelope", "Encrypt must be a non-empty string");
@@ -74,6 +75,12 @@ export function openPush(query: Params, body: string, secrets: PushSecrets): Ope
     }
     throw error;
   }
-  const compatible = "MsgType" in outer.fields || "FromUserName" in outer.fields;
   return { mode: compatible ? "compatible" : "safe", format: inner.format, fields: inner.fields, trailingId };
+}
+
+function openPlaintext(query: Params, body: { format: BodyFormat; fields: Fields }, secrets: PushSecrets): OpenedPush {
+  if (!verifySignature(query.signature, secrets.token, query.timestamp ?? "", query.nonce ?? "")) {
+    throw new KefuError("bad_signature", "signature does not match sha1(sort(token, timestamp, nonce))");
+  }
+  return { mode: "plaintext", ...body };
 }

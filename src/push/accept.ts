@@ -5,24 +5,41 @@ import { log } from "../log";
 import { dedupeKey, type Message } from "../protocol/codec";
 import { grantFor } from "../platforms/platform";
 
-export type Acceptance = "accepted" | "duplicate" | "system";
+export type Acceptance =
+  | { outcome: "accepted" }
+  /** A retry: answered by KV at the edge, or by the conversation (the authority). */
+  | { outcome: "duplicate"; dedupedBy: "kv" | "conversation" }
+  /** The platform talking about itself (Baidu's ticket): acknowledged, no conversation. */
+  | { outcome: "system" }
+  /** Older than the history kept: a replay, not a platform retry (those come within seconds). */
+  | { outcome: "stale" };
+
+const DAY_SECONDS = 86_400;
 
 /**
  * Records a verified push exactly once. KV answers most retries at the edge; the conversation's
  * Durable Object is the authority, so the result is the same when KV is stale, empty or down.
  * Resolves only once the message and its forward are durable: then the push may be acknowledged.
  */
-export async function accept(env: Env, ctx: Pick<ExecutionContext, "waitUntil">, config: Config, app: AppConfig, message: Message): Promise<Acceptance> {
-  if (app.rules.systemTypes.includes(message.type)) return "system";
+export async function accept(
+  env: Env,
+  ctx: Pick<ExecutionContext, "waitUntil">,
+  config: Config,
+  app: AppConfig,
+  message: Message,
+): Promise<Acceptance> {
+  if (app.rules.systemTypes.includes(message.type)) return { outcome: "system" };
+  if (message.createTime < Date.now() / 1000 - config.historyRetentionDays * DAY_SECONDS) return { outcome: "stale" };
   const seenKey = `${app.name}/${message.openid}/${dedupeKey(message)}`;
-  if (await seenRecently(env.DEDUPE, seenKey)) return "duplicate";
+  if (await seenRecently(env.DEDUPE, seenKey)) return { outcome: "duplicate", dedupedBy: "kv" };
   const { accepted } = await conversation(env, app.name, message.openid).accept(message, {
     grant: grantFor(app.rules, message),
     forward: config.webhook !== undefined,
     retentionDays: config.historyRetentionDays,
   });
-  if (accepted) ctx.waitUntil(markSeen(env.DEDUPE, seenKey, config.dedupeTtlSeconds));
-  return accepted ? "accepted" : "duplicate";
+  if (!accepted) return { outcome: "duplicate", dedupedBy: "conversation" };
+  ctx.waitUntil(markSeen(env.DEDUPE, seenKey, config.dedupeTtlSeconds));
+  return { outcome: "accepted" };
 }
 
 async function seenRecently(kv: KVNamespace, key: string): Promise<boolean> {

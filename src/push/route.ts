@@ -21,7 +21,7 @@ push.on(["GET", "POST"], "/:app", async (c) => {
     return c.text(received.echo);
   }
   const { message, mode } = received;
-  const outcome = await accept(c.env, c.executionCtx, config, app, message);
-  c.set("log", { app: app.name, openid: shortOpenid(message.openid), msgId: message.msgId, type: message.type, mode, outcome });
+  const acceptance = await accept(c.env, c.executionCtx, config, app, message);
+  c.set("log", { app: app.name, openid: shortOpenid(message.openid), msgId: message.msgId, type: message.type, mode, ...acceptance });
   return c.text("success");
 });

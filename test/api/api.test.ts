@@ -1,5 +1,9 @@
+import { createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { api, sleep, standIn, standInRequests, uniqueId, userWrites } from "../helpers";
+import type { SendJob } from "../../src/dispatch/jobs";
+import { sendBatch } from "../../src/dispatch/send";
+import { refreshAt, type AccessTokens } from "../../src/dispatch/tokens";
+import { api, env, sleep, standIn, standInRequests, uniqueId, userWrites } from "../helpers";
 
 type Quota = { remaining: number; windowExpiresAt: string | null };
 
@@ -135,8 +139,26 @@ describe("sending", () => {
     expect(conflict.status).toBe(422);
     expect(conflict.body.error.code).toBe("idempotency_conflict");
     await settled("bd-shop", first.body.id);
+    const late = await reply("bd-shop", openid, {}, key);
+    expect(late.body).toEqual(first.body); // the first answer, even after the reply went out
     expect(await standInRequests({ platform: "baidu", kind: "send", match: openid })).toHaveLength(1);
     expect((await quotaOf("bd-shop", openid)).remaining).toBe(4);
+  });
+
+  it("sends once when the queue delivers the same job twice at the same time", async () => {
+    const openid = await userWrites("bd-shop");
+    await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ delayMs: 400 }] });
+    const { body } = await reply("bd-shop", openid);
+    const job = { app: "bd-shop", openid, id: body.id };
+    const copies = [1, 2].map((n) => {
+      const batch = createMessageBatch<SendJob>("kefu-sends", [{ id: `copy-${n}`, timestamp: new Date(), attempts: 1, body: job }]);
+      const ctx = createExecutionContext();
+      return sendBatch(batch, env).then(() => getQueueResult(batch, ctx));
+    });
+    await Promise.all(copies);
+    expect(await settled("bd-shop", body.id)).toMatchObject({ status: "sent" });
+    await sleep(200);
+    expect(await standInRequests({ platform: "baidu", kind: "send", match: openid })).toHaveLength(1);
   });
 
   it("404 for an unknown reply id", async () => {
@@ -162,6 +184,28 @@ describe("access tokens", () => {
       .flat()
       .filter((r) => r.response?.error_code === 111);
     expect(refused.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("are renewed 5 minutes before expiry, or halfway through a shorter life", () => {
+    expect(refreshAt(0, 7200)).toBe(6900_000);
+    expect(refreshAt(0, 200)).toBe(100_000);
+    expect(refreshAt(0, 0)).toBe(0);
+  });
+
+  it("are fetched again once due for renewal, and not before", async () => {
+    const tokens = env.ACCESS_TOKENS.getByName("bd-tokens");
+    const fetches = async () => (await standIn<{ tokenFetches: number }>("/counters?match=bd-tokens-key")).tokenFetches;
+    const first = await tokens.token("bd-tokens");
+    const before = await fetches();
+    expect(await tokens.token("bd-tokens")).toEqual(first);
+    expect(await fetches()).toBe(before);
+    await runInDurableObject(tokens, (_instance: AccessTokens, state) => {
+      state.storage.kv.put("token", { token: "due-token", refreshAt: Date.now() - 1 });
+    });
+    const renewed = await tokens.token("bd-tokens");
+    expect(renewed).toMatchObject({ ok: true });
+    expect(renewed).not.toEqual({ ok: true, token: "due-token" });
+    expect(await fetches()).toBe(before + 1);
   });
 
   it("WeChat: a refused token (40001/42001) is refreshed and the send retried once", async () => {

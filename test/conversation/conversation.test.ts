@@ -1,12 +1,12 @@
 import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { app as worker } from "../../src/app";
-import { conversation } from "../../src/conversation/conversation";
+import { conversation, type Conversation } from "../../src/conversation/conversation";
 import type { Env } from "../../src/env";
 import type { Fields } from "../../src/protocol/codec";
 import { queryString, sealPush } from "../../src/protocol/seal";
 import { testApps } from "../fixtures/apps";
-import { env, sendPush, sleep, standIn, textPush, uniqueId, webhookDeliveries } from "../helpers";
+import { env, logsOf, sendPush, sleep, standIn, textPush, uniqueId, webhookDeliveries } from "../helpers";
 
 const bd = testApps["bd-shop"];
 
@@ -52,23 +52,39 @@ describe("exactly once", () => {
     });
   }
 
-  it("answers a later retry from KV without a second forward", async () => {
+  it("answers a later retry from KV at the edge, without reaching the conversation", async () => {
     const fields = textPush({ ToUserName: bd.appId });
     const request = sealed(fields);
     expect(await burst(request, 1, env)).toEqual(["200 success"]);
     const kvKey = `bd-shop/${fields.FromUserName}/msg:${fields.MsgId}`;
     expect(await env.DEDUPE.get(kvKey)).toBe("1");
-    expect(await burst(request, 3, env)).toEqual(Array(3).fill("200 success"));
-    await vi.waitFor(async () => expect(await webhookDeliveries(fields.FromUserName as string)).toHaveLength(1));
+    const lines = await logsOf(() => burst(request, 3, env));
+    expect(lines.filter((l) => l.event === "push").map((l) => [l.outcome, l.dedupedBy])).toEqual(Array(3).fill(["duplicate", "kv"]));
+  });
+
+  it("takes a retry the conversation already has, when KV missed it, as a duplicate", async () => {
+    const fields = textPush({ ToUserName: bd.appId });
+    const request = sealed(fields);
+    await burst(request, 1, { ...env, DEDUPE: brokenKv });
+    const lines = await logsOf(() => burst(request, 1, { ...env, DEDUPE: brokenKv }));
+    expect(lines.find((l) => l.event === "push")).toMatchObject({ outcome: "duplicate", dedupedBy: "conversation" });
+  });
+
+  it("acknowledges but does not record a push older than the history kept (a replay)", async () => {
+    const fields = textPush({ ToUserName: bd.appId, CreateTime: Math.floor(Date.now() / 1000) - 8 * 86_400 });
+    const lines = await logsOf(async () => expect(await burst(sealed(fields), 1, env)).toEqual(["200 success"]));
+    expect(lines.find((l) => l.event === "push")).toMatchObject({ outcome: "stale" });
+    expect(await conversation(env, "bd-shop", fields.FromUserName as string).snapshot()).toBeNull();
   });
 
   it("de-duplicates events by sender + CreateTime", async () => {
     const openid = uniqueId("o");
-    const event = { ToUserName: "gh_x", FromUserName: openid, CreateTime: 1_700_000_000, MsgType: "event", Event: "user_enter_tempsession", SessionFrom: "s" };
+    const t = Math.floor(Date.now() / 1000) - 10;
+    const event = { ToUserName: "gh_x", FromUserName: openid, CreateTime: t, MsgType: "event", Event: "user_enter_tempsession", SessionFrom: "s" };
     for (let i = 0; i < 3; i++) expect(await (await sendPush(event, { app: "wx-sample", mode: "safe", format: "xml" })).text()).toBe("success");
-    await sendPush({ ...event, CreateTime: 1_700_000_001 }, { app: "wx-sample", mode: "safe", format: "xml" });
+    await sendPush({ ...event, CreateTime: t + 1 }, { app: "wx-sample", mode: "safe", format: "xml" });
     const snapshot = await conversation(env, "wx-sample", openid).snapshot();
-    expect(snapshot!.history.map((h) => h.message!.createTime)).toEqual([1_700_000_001, 1_700_000_000]);
+    expect(snapshot!.history.map((h) => h.message!.createTime)).toEqual([t + 1, t]);
   });
 });
 
@@ -125,6 +141,37 @@ describe("reply window in the Durable Object", () => {
     await evictDurableObject(stub);
     const over = await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: "one too many" } });
     expect(over).toMatchObject({ ok: false, code: "quota_exhausted", quota: { remaining: 0 } });
+  });
+
+  it("ignores a platform refusal of a send made before the user wrote again", async () => {
+    const first = textPush({ ToUserName: bd.appId });
+    const openid = first.FromUserName as string;
+    await burst(sealed(first), 1, env);
+    const stub = conversation(env, "bd-shop", openid);
+    const id = uniqueId("rpl");
+    await runInDurableObject(stub, async (instance: Conversation) => {
+      expect(instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "hi" } }).ok).toBe(true);
+      expect(instance.beginSend(id, 60_000).state).toBe("claimed");
+    });
+    await sleep(5);
+    await burst(sealed(textPush({ ToUserName: bd.appId, FromUserName: openid })), 1, env); // a new 48 h window
+    await stub.finishSend(id, { status: "failed", release: false, window: "exhausted", error: { code: "quota_exhausted", platformCode: 90001, message: "" } });
+    expect((await stub.quota()).remaining).toBe(4); // 5, less the one in flight when the user wrote
+  });
+
+  it("lets one consumer at a time hold a send; a lapsed claim can be taken over", async () => {
+    const first = textPush({ ToUserName: bd.appId });
+    const openid = first.FromUserName as string;
+    await burst(sealed(first), 1, env);
+    const id = uniqueId("rpl");
+    await runInDurableObject(conversation(env, "bd-shop", openid), async (instance: Conversation) => {
+      instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "hi" } });
+      expect(instance.beginSend(id, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });
+      expect(instance.beginSend(id, 60_000)).toMatchObject({ state: "busy" });
+      expect(instance.beginSend(id, 0)).toMatchObject({ state: "claimed", attempts: 2 });
+      instance.finishSend(id, { status: "sent" });
+      expect(instance.beginSend(id, 0)).toEqual({ state: "done" });
+    });
   });
 
   it("is closed for a user who never wrote", async () => {

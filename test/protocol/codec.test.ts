@@ -95,6 +95,16 @@ describe("codec", () => {
     expect(code(() => parseBody("<xml>text only</xml>"))).toBe("bad_xml");
   });
 
+  it("refuses XML the parser cannot take, as bad_xml", () => {
+    expect(code(() => parseBody("<xml><__proto__>x</__proto__></xml>"))).toBe("bad_xml");
+    expect(code(() => parseBody("<xml><constructor>x</constructor></xml>"))).toBe("bad_xml");
+  });
+
+  it("lets a message quote a DOCTYPE inside CDATA", () => {
+    const { fields } = parseBody('<xml><Content><![CDATA[<!DOCTYPE html> & <!ENTITY x "y">]]></Content></xml>');
+    expect(fields.Content).toBe('<!DOCTYPE html> & <!ENTITY x "y">');
+  });
+
   it("never expands DOCTYPE entities", () => {
     const bomb =
       '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><xml><Content>&lol2;</Content></xml>';

@@ -6,20 +6,11 @@ import { encode, queryString } from "../../src/protocol/seal";
 import { sha1Signature } from "../../src/protocol/signature";
 import { testApps } from "../fixtures/apps";
 import { baiduTicket, wechatHandshake, wechatSample } from "../fixtures/vectors";
-import { postRaw, sendPush, textPush } from "../helpers";
+import { conversation } from "../../src/conversation/conversation";
+import { env, logsOf, postRaw, sendPush, textPush } from "../helpers";
 
 afterEach(() => vi.restoreAllMocks());
 
-/** Captures the structured log lines the Worker writes during `fn`. */
-async function logsOf(fn: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
-  const lines: Record<string, unknown>[] = [];
-  const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
-    if (typeof line === "string" && line.startsWith("{")) lines.push(JSON.parse(line));
-  });
-  await fn();
-  spy.mockRestore();
-  return lines;
-}
 
 async function expectError(response: Response, status: number, code: string) {
   expect(response.status).toBe(status);
@@ -111,6 +102,23 @@ describe("pushes", () => {
     }
   }
 
+  it("reads the encrypted copy of a compatible-mode push, the plaintext one when the app has no key", async () => {
+    const fields = textPush({ Content: "the encrypted copy" });
+    const sealedOuter = { ...fields, Content: "the plaintext copy" };
+    // Same MsgId, different outer Content: which copy was read shows in the history.
+    const { sealPush } = await import("../../src/protocol/seal");
+    const withKey = sealPush(fields, { token: testApps["bd-shop"].token, encodingAesKey: baiduTicket.encodingAesKey, mode: "compatible", format: "json" });
+    const body = JSON.parse(withKey.body);
+    body.Content = sealedOuter.Content;
+    expect(await (await postRaw(`/push/bd-shop${queryString(withKey.query)}`, JSON.stringify(body), "application/json")).text()).toBe("success");
+    const history = (await conversation(env, "bd-shop", fields.FromUserName as string).snapshot())!.history;
+    expect(history[0]!.message!.content).toBe("the encrypted copy");
+
+    const plain = textPush();
+    const keyless = await sendPush(plain, { app: "bd-plain", mode: "compatible", format: "xml", encodingAesKey: baiduTicket.encodingAesKey });
+    expect(await keyless.text()).toBe("success");
+  });
+
   it("accepts a JSON push labelled text/xml", async () => {
     const fields = textPush();
     const response = await postRaw(
@@ -159,6 +167,16 @@ describe("bad input", () => {
     await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><a></xml>"), 400, "bad_xml");
     await expectError(await postRaw(`/push/bd-plain${q}`, new Uint8Array([0x3c, 0xff, 0xfe])), 400, "unsupported_body");
     await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><MsgType>text</MsgType></xml>"), 400, "missing_field");
+  });
+
+  it("400, not 5xx: XML the parser refuses (reserved names)", async () => {
+    const q = queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") });
+    await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><__proto__>x</__proto__></xml>"), 400, "bad_xml");
+  });
+
+  it("accepts a user message that merely mentions <!DOCTYPE html>", async () => {
+    const fields = textPush({ Content: '<!DOCTYPE html><!ENTITY x "y">' });
+    expect(await (await sendPush(fields, { app: "wx-sample", mode: "safe", format: "xml" })).text()).toBe("success");
   });
 
   it("400: XML with a DOCTYPE is refused, never expanded", async () => {
