@@ -1,5 +1,5 @@
-import { readConfig, type AppConfig, type Config, type KefuVars } from "./config";
-import { KefuError } from "./protocol/errors";
+import { readConfig, type AppConfig, type Config, type KefuVars } from "./config.ts";
+import { KefuError } from "./protocol/errors.ts";
 
 /** The validated configuration, or a clear 503 naming every problem. */
 export function requireConfig(env: KefuVars): Config {

@@ -1,11 +1,11 @@
 import { Hono } from "hono";
-import { openapi } from "./api/openapi";
-import { api } from "./api/routes";
-import { readConfig } from "./config";
-import type { HonoEnv } from "./env";
-import { log } from "./log";
-import { KefuError } from "./protocol/errors";
-import { push } from "./push/route";
+import { openapi } from "./api/openapi.ts";
+import { api } from "./api/routes.ts";
+import { readConfig } from "./config.ts";
+import type { HonoEnv } from "./env.ts";
+import { log } from "./log.ts";
+import { KefuError } from "./protocol/errors.ts";
+import { push } from "./push/route.ts";
 
 export const app = new Hono<HonoEnv>();
 

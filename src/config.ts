@@ -1,8 +1,8 @@
-import { isEncodingAesKey } from "./protocol/cipher";
-import type { Platform } from "./protocol/codec";
-import { baidu } from "./platforms/baidu";
-import type { PlatformRules } from "./platforms/platform";
-import { defaultSessionGrant, wechatRules } from "./platforms/wechat";
+import { isEncodingAesKey } from "./protocol/cipher.ts";
+import type { Platform } from "./protocol/codec.ts";
+import { baidu } from "./platforms/baidu.ts";
+import type { PlatformRules } from "./platforms/platform.ts";
+import { defaultSessionGrant, wechatRules } from "./platforms/wechat.ts";
 
 /** One configured mini program (or third-party platform), as given in KEFU_APPS. */
 export interface AppConfig {

@@ -1,8 +1,8 @@
-import type { KefuVars } from "./config";
-import type { Conversation } from "./conversation/conversation";
-import type { Directory } from "./conversation/directory";
-import type { ForwardJob, SendJob } from "./dispatch/jobs";
-import type { AccessTokens } from "./dispatch/tokens";
+import type { KefuVars } from "./config.ts";
+import type { Conversation } from "./conversation/conversation.ts";
+import type { Directory } from "./conversation/directory.ts";
+import type { ForwardJob, SendJob } from "./dispatch/jobs.ts";
+import type { AccessTokens } from "./dispatch/tokens.ts";
 
 /** The Worker's bindings (wrangler.toml) and variables (vars and secrets). */
 export interface Env extends KefuVars {

@@ -1,4 +1,4 @@
-import { KefuError } from "./protocol/errors";
+import { KefuError } from "./protocol/errors.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 

@@ -1,11 +1,11 @@
-import { app } from "./app";
-import { forwardBatch, forwardDeadLetters } from "./dispatch/forward";
-import { sendBatch, sendDeadLetters } from "./dispatch/send";
-import type { Env } from "./env";
+import { app } from "./app.ts";
+import { forwardBatch, forwardDeadLetters } from "./dispatch/forward.ts";
+import { sendBatch, sendDeadLetters } from "./dispatch/send.ts";
+import type { Env } from "./env.ts";
 
-export { Conversation } from "./conversation/conversation";
-export { Directory } from "./conversation/directory";
-export { AccessTokens } from "./dispatch/tokens";
+export { Conversation } from "./conversation/conversation.ts";
+export { Directory } from "./conversation/directory.ts";
+export { AccessTokens } from "./dispatch/tokens.ts";
 
 /** Queue consumers by queue name (wrangler.toml). */
 const consumers: Record<string, (batch: MessageBatch<never>, env: Env) => Promise<void>> = {

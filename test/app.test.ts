@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { exports } from "cloudflare:workers";
-import { testApps } from "./fixtures/apps";
+import { testApps } from "./fixtures/apps.ts";
 
 const get = (path: string) => exports.default.fetch(new Request(`https://kefu.test${path}`));
 

@@ -1,9 +1,9 @@
 import { env as runtimeEnv, exports } from "cloudflare:workers";
 import { vi } from "vitest";
-import type { Env } from "../src/env";
-import type { Fields } from "../src/protocol/codec";
-import { queryString, sealPush, type SealOptions } from "../src/protocol/seal";
-import { testApps, type TestAppName } from "./fixtures/apps";
+import type { Env } from "../src/env.ts";
+import type { Fields } from "../src/protocol/codec.ts";
+import { queryString, sealPush, type SealOptions } from "../src/protocol/seal.ts";
+import { testApps, type TestAppName } from "./fixtures/apps.ts";
 
 /** The Worker's bindings, typed. */
 export const env = runtimeEnv as unknown as Env;

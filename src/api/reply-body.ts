@@ -1,6 +1,6 @@
-import type { AppConfig } from "../config";
-import type { Reply, ReplyRequest } from "../conversation/reply";
-import { KefuError } from "../protocol/errors";
+import type { AppConfig } from "../config.ts";
+import type { Reply, ReplyRequest } from "../conversation/reply.ts";
+import { KefuError } from "../protocol/errors.ts";
 
 /** The body of POST /api/apps/:app/messages. */
 export interface ReplyBody {

@@ -1,14 +1,14 @@
 import { Buffer } from "node:buffer";
 import { Hono } from "hono";
-import { requireApp, requireConfig } from "../app-config";
-import { conversation } from "../conversation/conversation";
-import { decodeCursor } from "../conversation/directory";
-import type { HonoEnv } from "../env";
-import { readText } from "../http";
-import { shortOpenid } from "../log";
-import { KefuError } from "../protocol/errors";
-import { safeEqual } from "../protocol/signature";
-import { parseReplyBody } from "./reply-body";
+import { requireApp, requireConfig } from "../app-config.ts";
+import { conversation } from "../conversation/conversation.ts";
+import { decodeCursor } from "../conversation/directory.ts";
+import type { HonoEnv } from "../env.ts";
+import { readText } from "../http.ts";
+import { shortOpenid } from "../log.ts";
+import { KefuError } from "../protocol/errors.ts";
+import { safeEqual } from "../protocol/signature.ts";
+import { parseReplyBody } from "./reply-body.ts";
 
 const BODY_LIMIT = 64 * 1024;
 

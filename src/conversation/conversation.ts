@@ -1,10 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../env";
-import { log } from "../log";
-import { dedupeKey, type Message } from "../protocol/codec";
-import type { ReplyGrant } from "../platforms/platform";
-import type { ForwardJob, SendJob } from "../dispatch/jobs";
-import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "./reply";
+import type { Env } from "../env.ts";
+import { log } from "../log.ts";
+import { dedupeKey, type Message } from "../protocol/codec.ts";
+import type { ReplyGrant } from "../platforms/platform.ts";
+import type { ForwardJob, SendJob } from "../dispatch/jobs.ts";
+import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "./reply.ts";
 import {
   applyGrant,
   closeWindow,
@@ -15,7 +15,7 @@ import {
   takeReply,
   type Quota,
   type ReplyWindow,
-} from "./window";
+} from "./window.ts";
 
 /** Work handed off durably: written with the change that causes it, drained by the alarm. */
 type Outbox =

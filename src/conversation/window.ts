@@ -1,4 +1,4 @@
-import type { ReplyGrant } from "../platforms/platform";
+import type { ReplyGrant } from "../platforms/platform.ts";
 
 /**
  * The reply window of one conversation: until when, and how many more replies the platform will

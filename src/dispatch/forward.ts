@@ -1,10 +1,10 @@
-import { requireConfig } from "../app-config";
-import { conversation } from "../conversation/conversation";
-import type { Env } from "../env";
-import { shortOpenid } from "../log";
-import { busy, consume } from "./consume";
-import type { ForwardJob } from "./jobs";
-import { webhookRequest } from "./webhook";
+import { requireConfig } from "../app-config.ts";
+import { conversation } from "../conversation/conversation.ts";
+import type { Env } from "../env.ts";
+import { shortOpenid } from "../log.ts";
+import { busy, consume } from "./consume.ts";
+import type { ForwardJob } from "./jobs.ts";
+import { webhookRequest } from "./webhook.ts";
 
 const describe = (job: ForwardJob) => ({ app: job.app, openid: shortOpenid(job.openid), key: job.key });
 

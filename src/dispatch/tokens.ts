@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
-import { readConfig } from "../config";
-import type { Env } from "../env";
-import { log } from "../log";
+import { readConfig } from "../config.ts";
+import type { Env } from "../env.ts";
+import { log } from "../log.ts";
 
 export type TokenResult =
   | { ok: true; token: string }

@@ -1,6 +1,6 @@
 import { Buffer } from "node:buffer";
 import { createHmac } from "node:crypto";
-import type { Message } from "../protocol/codec";
+import type { Message } from "../protocol/codec.ts";
 
 /**
  * Forwarding to the business, signed the Standard Webhooks way (standardwebhooks.com):

@@ -1,5 +1,5 @@
-import type { PlatformAnswer, PlatformRules, SendVerdict } from "./platform";
-import { accessToken, field } from "./platform";
+import type { PlatformAnswer, PlatformRules, SendVerdict } from "./platform.ts";
+import { accessToken, field } from "./platform.ts";
 
 /**
  * errno of custom/send (smartprogram.baidu.com …/custom_message). Codes not listed are final

@@ -1,5 +1,5 @@
-import type { Reply } from "../conversation/reply";
-import type { Message, Platform } from "../protocol/codec";
+import type { Reply } from "../conversation/reply.ts";
+import type { Message, Platform } from "../protocol/codec.ts";
 
 /** What a user action allows: this many replies within this many seconds. */
 export interface ReplyGrant {

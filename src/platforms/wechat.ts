@@ -1,5 +1,5 @@
-import type { PlatformAnswer, PlatformRules, ReplyGrant, SendVerdict } from "./platform";
-import { accessToken, field } from "./platform";
+import type { PlatformAnswer, PlatformRules, ReplyGrant, SendVerdict } from "./platform.ts";
+import { accessToken, field } from "./platform.ts";
 
 /** Entering the session through the 客服 button: the current doc says 2 replies within 1 minute. */
 export const defaultSessionGrant: ReplyGrant = { replies: 2, seconds: 60 };

@@ -1,6 +1,6 @@
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { KefuError } from "./errors";
+import { KefuError } from "./errors.ts";
 
 /**
  * The message cipher both platforms share (PROTOCOL.md §4):

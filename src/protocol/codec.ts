@@ -1,5 +1,5 @@
 import { XMLParser, XMLValidator } from "fast-xml-parser";
-import { KefuError } from "./errors";
+import { KefuError } from "./errors.ts";
 
 /**
  * Push bodies in, one message shape out. The format is decided from the body, never from the

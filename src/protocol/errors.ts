@@ -33,12 +33,13 @@ export type ErrorCode = keyof typeof httpStatus;
 
 export class KefuError extends Error {
   override readonly name = "KefuError";
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
     super(message);
+    this.code = code;
+    this.details = details;
   }
 
   get status(): number {

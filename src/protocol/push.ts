@@ -1,7 +1,7 @@
-import { aesKey, decrypt } from "./cipher";
-import { parseBody, stringField, type BodyFormat, type Fields } from "./codec";
-import { KefuError } from "./errors";
-import { verifySignature } from "./signature";
+import { aesKey, decrypt } from "./cipher.ts";
+import { parseBody, stringField, type BodyFormat, type Fields } from "./codec.ts";
+import { KefuError } from "./errors.ts";
+import { verifySignature } from "./signature.ts";
 
 /**
  * Opening a push: the URL handshake, the signature checks and the encrypted envelope.

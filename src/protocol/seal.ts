@@ -1,7 +1,7 @@
-import { aesKey, encrypt } from "./cipher";
-import type { BodyFormat, Fields } from "./codec";
-import type { SecurityMode } from "./push";
-import { sha1Signature } from "./signature";
+import { aesKey, encrypt } from "./cipher.ts";
+import type { BodyFormat, Fields } from "./codec.ts";
+import type { SecurityMode } from "./push.ts";
+import { sha1Signature } from "./signature.ts";
 
 /**
  * The platform's side of a push: builds signed, optionally encrypted pushes exactly as Baidu and

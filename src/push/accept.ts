@@ -1,9 +1,9 @@
-import type { AppConfig, Config } from "../config";
-import { conversation } from "../conversation/conversation";
-import type { Env } from "../env";
-import { log } from "../log";
-import { dedupeKey, type Message } from "../protocol/codec";
-import { grantFor } from "../platforms/platform";
+import type { AppConfig, Config } from "../config.ts";
+import { conversation } from "../conversation/conversation.ts";
+import type { Env } from "../env.ts";
+import { log } from "../log.ts";
+import { dedupeKey, type Message } from "../protocol/codec.ts";
+import { grantFor } from "../platforms/platform.ts";
 
 export type Acceptance =
   | { outcome: "accepted" }

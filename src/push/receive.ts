@@ -1,7 +1,7 @@
-import type { AppConfig } from "../config";
-import { toMessage, type Message } from "../protocol/codec";
-import { KefuError } from "../protocol/errors";
-import { answerHandshake, openPush, type Params, type SecurityMode } from "../protocol/push";
+import type { AppConfig } from "../config.ts";
+import { toMessage, type Message } from "../protocol/codec.ts";
+import { KefuError } from "../protocol/errors.ts";
+import { answerHandshake, openPush, type Params, type SecurityMode } from "../protocol/push.ts";
 
 export type Received =
   | { kind: "handshake"; echo: string }

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
-import type { HonoEnv } from "../env";
-import { readText } from "../http";
-import { shortOpenid } from "../log";
-import { requireApp, requireConfig } from "../app-config";
-import { accept } from "./accept";
-import { receive } from "./receive";
+import type { HonoEnv } from "../env.ts";
+import { readText } from "../http.ts";
+import { shortOpenid } from "../log.ts";
+import { requireApp, requireConfig } from "../app-config.ts";
+import { accept } from "./accept.ts";
+import { receive } from "./receive.ts";
 
 /** Pushes are a few hundred bytes; anything this large is not from the platform. */
 export const PUSH_BODY_LIMIT = 64 * 1024;

@@ -1,9 +1,9 @@
 import { createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import type { SendJob } from "../../src/dispatch/jobs";
-import { sendBatch } from "../../src/dispatch/send";
-import { refreshAt, type AccessTokens } from "../../src/dispatch/tokens";
-import { api, env, sleep, standIn, standInRequests, uniqueId, userWrites } from "../helpers";
+import type { SendJob } from "../../src/dispatch/jobs.ts";
+import { sendBatch } from "../../src/dispatch/send.ts";
+import { refreshAt, type AccessTokens } from "../../src/dispatch/tokens.ts";
+import { api, env, sleep, standIn, standInRequests, uniqueId, userWrites } from "../helpers.ts";
 
 type Quota = { remaining: number; windowExpiresAt: string | null };
 

@@ -1,12 +1,12 @@
 import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { app as worker } from "../../src/app";
-import { conversation, type Conversation } from "../../src/conversation/conversation";
-import type { Env } from "../../src/env";
-import type { Fields } from "../../src/protocol/codec";
-import { queryString, sealPush } from "../../src/protocol/seal";
-import { testApps } from "../fixtures/apps";
-import { env, logsOf, sendPush, sleep, standIn, textPush, uniqueId, webhookDeliveries } from "../helpers";
+import { app as worker } from "../../src/app.ts";
+import { conversation, type Conversation } from "../../src/conversation/conversation.ts";
+import type { Env } from "../../src/env.ts";
+import type { Fields } from "../../src/protocol/codec.ts";
+import { queryString, sealPush } from "../../src/protocol/seal.ts";
+import { testApps } from "../fixtures/apps.ts";
+import { env, logsOf, sendPush, sleep, standIn, textPush, uniqueId, webhookDeliveries } from "../helpers.ts";
 
 const bd = testApps["bd-shop"];
 

@@ -8,9 +8,9 @@ import {
   releaseReply,
   takeReply,
   type ReplyWindow,
-} from "../../src/conversation/window";
-import { baidu } from "../../src/platforms/baidu";
-import { wechat } from "../../src/platforms/wechat";
+} from "../../src/conversation/window.ts";
+import { baidu } from "../../src/platforms/baidu.ts";
+import { wechat } from "../../src/platforms/wechat.ts";
 
 const H = 3_600_000;
 const t0 = Date.UTC(2026, 10, 22, 8, 0, 0);

@@ -1,9 +1,9 @@
 import { Buffer } from "node:buffer";
 import { createCipheriv } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { aesKey, decrypt, encrypt } from "../../src/protocol/cipher";
-import { KefuError } from "../../src/protocol/errors";
-import { baiduTicket, wechatSample } from "../fixtures/vectors";
+import { aesKey, decrypt, encrypt } from "../../src/protocol/cipher.ts";
+import { KefuError } from "../../src/protocol/errors.ts";
+import { baiduTicket, wechatSample } from "../fixtures/vectors.ts";
 
 const key = aesKey(wechatSample.encodingAesKey);
 

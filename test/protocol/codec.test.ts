@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { dedupeKey, parseBody, toMessage } from "../../src/protocol/codec";
-import { KefuError } from "../../src/protocol/errors";
-import { encode } from "../../src/protocol/seal";
+import { dedupeKey, parseBody, toMessage } from "../../src/protocol/codec.ts";
+import { KefuError } from "../../src/protocol/errors.ts";
+import { encode } from "../../src/protocol/seal.ts";
 
 function code(fn: () => unknown): string | undefined {
   try {

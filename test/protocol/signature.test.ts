@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { safeEqual, sha1Signature, verifySignature } from "../../src/protocol/signature";
-import { wechatHandshake, wechatSample } from "../fixtures/vectors";
+import { safeEqual, sha1Signature, verifySignature } from "../../src/protocol/signature.ts";
+import { wechatHandshake, wechatSample } from "../fixtures/vectors.ts";
 
 describe("signatures", () => {
   it("matches WeChat's documented handshake vector", () => {

@@ -1,13 +1,13 @@
 import { Buffer } from "node:buffer";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { app as worker } from "../../src/app";
-import { aesKey, encrypt } from "../../src/protocol/cipher";
-import { encode, queryString } from "../../src/protocol/seal";
-import { sha1Signature } from "../../src/protocol/signature";
-import { testApps } from "../fixtures/apps";
-import { baiduTicket, wechatHandshake, wechatSample } from "../fixtures/vectors";
-import { conversation } from "../../src/conversation/conversation";
-import { env, logsOf, postRaw, sendPush, textPush } from "../helpers";
+import { app as worker } from "../../src/app.ts";
+import { aesKey, encrypt } from "../../src/protocol/cipher.ts";
+import { encode, queryString } from "../../src/protocol/seal.ts";
+import { sha1Signature } from "../../src/protocol/signature.ts";
+import { testApps } from "../fixtures/apps.ts";
+import { baiduTicket, wechatHandshake, wechatSample } from "../fixtures/vectors.ts";
+import { conversation } from "../../src/conversation/conversation.ts";
+import { env, logsOf, postRaw, sendPush, textPush } from "../helpers.ts";
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -106,7 +106,7 @@ describe("pushes", () => {
     const fields = textPush({ Content: "the encrypted copy" });
     const sealedOuter = { ...fields, Content: "the plaintext copy" };
     // Same MsgId, different outer Content: which copy was read shows in the history.
-    const { sealPush } = await import("../../src/protocol/seal");
+    const { sealPush } = await import("../../src/protocol/seal.ts");
     const withKey = sealPush(fields, { token: testApps["bd-shop"].token, encodingAesKey: baiduTicket.encodingAesKey, mode: "compatible", format: "json" });
     const body = JSON.parse(withKey.body);
     body.Content = sealedOuter.Content;
