@@ -1,6 +1,7 @@
 import { env as runtimeEnv, exports } from "cloudflare:workers";
 import { vi } from "vitest";
 import type { Env } from "../src/env.ts";
+import { KefuError } from "../src/protocol/errors.ts";
 import type { Fields } from "../src/protocol/codec.ts";
 import { queryString, sealPush, type SealOptions } from "../src/protocol/seal.ts";
 import { testApps, type TestAppName } from "./fixtures/apps.ts";
@@ -122,4 +123,15 @@ export async function logsOf(fn: () => Promise<unknown>): Promise<Record<string,
     spy.mockRestore();
   }
   return lines;
+}
+
+/** The code of the KefuError `fn` throws (undefined if it throws none). */
+export function errorCode(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof KefuError) return error.code;
+    throw error;
+  }
+  return undefined;
 }

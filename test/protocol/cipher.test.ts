@@ -2,20 +2,12 @@ import { Buffer } from "node:buffer";
 import { createCipheriv } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { aesKey, decrypt, encrypt } from "../../src/protocol/cipher.ts";
-import { KefuError } from "../../src/protocol/errors.ts";
+import { errorCode } from "../helpers.ts";
 import { baiduTicket, wechatSample } from "../fixtures/vectors.ts";
 
 const key = aesKey(wechatSample.encodingAesKey);
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof KefuError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
+const code = errorCode;
 
 /** Encrypts an arbitrary plaintext with the app key, to forge malformed envelopes. */
 function rawEncrypt(plain: Uint8Array): string {

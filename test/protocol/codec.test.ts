@@ -1,17 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { dedupeKey, parseBody, toMessage } from "../../src/protocol/codec.ts";
-import { KefuError } from "../../src/protocol/errors.ts";
+import { errorCode } from "../helpers.ts";
 import { encode } from "../../src/protocol/seal.ts";
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof KefuError) return error.code;
-    throw error;
-  }
-  return undefined;
-}
+const code = errorCode;
 
 const text = {
   ToUserName: "gh_10f6c3c3ac5a",
