@@ -1,4 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
+import { requireConfig } from "../app-config.ts";
+import { backoffSeconds } from "../dispatch/backoff.ts";
 import type { Env } from "../env.ts";
 import { log } from "../log.ts";
 import { dedupeKey, type Message } from "../protocol/codec.ts";
@@ -29,7 +31,6 @@ export interface AcceptOptions {
   grant?: ReplyGrant;
   /** Whether the message is to be forwarded to the business webhook. */
   forward: boolean;
-  retentionDays: number;
 }
 
 /** The API's answer to an accepted reply, kept so a retried POST gets the very same answer. */
@@ -96,7 +97,6 @@ export class Conversation extends DurableObject<Env> {
         replies_remaining INTEGER NOT NULL DEFAULT 0,
         replies_allowed INTEGER NOT NULL DEFAULT 0,
         window_granted_at INTEGER NOT NULL DEFAULT 0,
-        retention_days INTEGER NOT NULL DEFAULT 7,
         last_active_at INTEGER
       );
       CREATE TABLE IF NOT EXISTS inbound (
@@ -151,7 +151,7 @@ export class Conversation extends DurableObject<Env> {
       .toArray();
     if (inserted.length === 0) return { accepted: false };
 
-    this.identify(message.app, message.openid, options.retentionDays, now);
+    this.identify(message.app, message.openid, now);
     if (options.grant) {
       // The platform's clock started the window; never later than now.
       const at = Math.min(message.createTime * 1000, now);
@@ -222,7 +222,7 @@ export class Conversation extends DurableObject<Env> {
       return { ok: false, code: taken.code, message, quota: quotaOf(this.window(), now) };
     }
     const answer: ReserveAnswer = { id, status: "queued", quota: quotaOf(taken.window, now) };
-    this.identify(app, openid, undefined, now);
+    this.identify(app, openid, now);
     this.saveWindow(taken.window);
     this.sql.exec(
       `INSERT INTO replies (id, idempotency_key, request, status, answer, created_at, updated_at)
@@ -283,10 +283,8 @@ export class Conversation extends DurableObject<Env> {
   }
 
   reply(id: string): (ReplyState & ReplyRequest) | null {
-    const state = this.replyState(id);
-    if (!state) return null;
-    const { request } = this.sql.exec<{ request: string }>("SELECT request FROM replies WHERE id = ?", id).one();
-    return { ...state, ...(JSON.parse(request) as ReplyRequest) };
+    const row = this.sql.exec<ReplyRow>(`SELECT ${REPLY_COLUMNS} FROM replies WHERE id = ?`, id).toArray()[0];
+    return row ? toReply(row) : null;
   }
 
   // ---- reading ------------------------------------------------------------------------------
@@ -319,13 +317,13 @@ export class Conversation extends DurableObject<Env> {
         }),
       }));
     const outbound = this.sql
-      .exec<{ id: string; created_at: number }>("SELECT id, created_at FROM replies ORDER BY created_at DESC LIMIT ?", limit)
+      .exec<ReplyRow>(`SELECT ${REPLY_COLUMNS} FROM replies ORDER BY created_at DESC LIMIT ?`, limit)
       .toArray()
       .map((row): HistoryEntry & { t: number } => ({
         t: row.created_at,
         direction: "out",
         at: new Date(row.created_at).toISOString(),
-        reply: this.reply(row.id)!,
+        reply: toReply(row),
       }));
     const history = [...inbound, ...outbound]
       .sort((a, b) => b.t - a.t)
@@ -360,8 +358,7 @@ export class Conversation extends DurableObject<Env> {
       } catch (error) {
         const attempts = row.attempts + 1;
         this.sql.exec("UPDATE outbox SET attempts = ? WHERE seq = ?", attempts, row.seq);
-        const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempts, 6));
-        retryAt = Math.min(retryAt ?? Infinity, Date.now() + delay);
+        retryAt = Math.min(retryAt ?? Infinity, Date.now() + backoffSeconds(attempts, 1, 60) * 1000);
         log("outbox_retry", { target: item.target, attempts, reason: String(error) });
       }
     }
@@ -385,7 +382,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private forgetOldHistory(now: number): void {
-    const cutoff = now - this.retentionDays() * DAY;
+    const cutoff = now - this.retentionMs();
     const forgotten =
       this.sql.exec("DELETE FROM inbound WHERE received_at < ?", cutoff).rowsWritten +
       this.sql.exec("DELETE FROM replies WHERE created_at < ? AND status IN ('sent', 'failed')", cutoff).rowsWritten;
@@ -405,7 +402,7 @@ export class Conversation extends DurableObject<Env> {
         "SELECT min(t) AS t FROM (SELECT min(received_at) AS t FROM inbound UNION ALL SELECT min(created_at) FROM replies WHERE status IN ('sent', 'failed'))",
       )
       .one().t;
-    if (oldest !== null) this.ctx.storage.setAlarm(oldest + this.retentionDays() * DAY);
+    if (oldest !== null) this.ctx.storage.setAlarm(oldest + this.retentionMs());
     else this.ctx.storage.deleteAlarm();
   }
 
@@ -416,21 +413,19 @@ export class Conversation extends DurableObject<Env> {
     this.ctx.storage.setAlarm(Date.now());
   }
 
-  private identify(app: string, openid: string, retentionDays: number | undefined, now: number): void {
+  private identify(app: string, openid: string, now: number): void {
     this.sql.exec(
-      `INSERT INTO conversation (id, app, openid, retention_days, last_active_at) VALUES (1, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at,
-         retention_days = coalesce(?, retention_days)`,
+      `INSERT INTO conversation (id, app, openid, last_active_at) VALUES (1, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at`,
       app,
       openid,
-      retentionDays ?? 7,
       now,
-      retentionDays ?? null,
     );
   }
 
-  private retentionDays(): number {
-    return this.sql.exec<{ d: number }>("SELECT coalesce(max(retention_days), 7) AS d FROM conversation").one().d;
+  /** How long history is kept (KEFU_HISTORY_DAYS), in ms. */
+  private retentionMs(): number {
+    return requireConfig(this.env).historyRetentionDays * DAY;
   }
 
   private window(): ReplyWindow {
@@ -460,22 +455,36 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private replyState(id: string): ReplyState | null {
-    const row = this.sql
-      .exec<{ id: string; status: ReplyStatus; attempts: number; error: string | null; created_at: number; updated_at: number }>(
-        "SELECT id, status, attempts, error, created_at, updated_at FROM replies WHERE id = ?",
-        id,
-      )
-      .toArray()[0];
-    if (!row) return null;
-    return {
-      id: row.id,
-      status: row.status,
-      attempts: row.attempts,
-      createdAt: new Date(row.created_at).toISOString(),
-      updatedAt: new Date(row.updated_at).toISOString(),
-      ...(row.error && { error: JSON.parse(row.error) as ReplyError }),
-    };
+    const row = this.sql.exec<ReplyRow>(`SELECT ${REPLY_COLUMNS} FROM replies WHERE id = ?`, id).toArray()[0];
+    return row ? toReplyState(row) : null;
   }
+}
+
+const REPLY_COLUMNS = "id, status, attempts, error, created_at, updated_at, request";
+
+type ReplyRow = {
+  id: string;
+  status: ReplyStatus;
+  attempts: number;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+  request: string;
+};
+
+function toReply(row: ReplyRow): ReplyState & ReplyRequest {
+  return { ...toReplyState(row), ...(JSON.parse(row.request) as ReplyRequest) };
+}
+
+function toReplyState(row: ReplyRow): ReplyState {
+  return {
+    id: row.id,
+    status: row.status,
+    attempts: row.attempts,
+    createdAt: new Date(row.created_at).toISOString(),
+    updatedAt: new Date(row.updated_at).toISOString(),
+    ...(row.error && { error: JSON.parse(row.error) as ReplyError }),
+  };
 }
 
 /** How long the current claim still holds, in ms (0: no claim, or it lapsed: its holder died). */

@@ -35,7 +35,6 @@ export async function accept(
   const { accepted } = await conversation(env, app.name, message.openid).accept(message, {
     grant: grantFor(app.rules, message),
     forward: config.webhook !== undefined,
-    retentionDays: config.historyRetentionDays,
   });
   if (!accepted) return { outcome: "duplicate", dedupedBy: "conversation" };
   ctx.waitUntil(markSeen(env.DEDUPE, seenKey, config.dedupeTtlSeconds));
