@@ -31,6 +31,7 @@ export default defineConfig({
   ],
   test: {
     globalSetup: ["./test/global-setup.ts"],
+    setupFiles: ["./test/setup.ts"],
     // The Worker logs a JSON line per event; show them only for failing tests.
     silent: "passed-only",
   },
