@@ -1,5 +1,6 @@
 import { isEncodingAesKey } from "./protocol/cipher.ts";
 import type { Platform } from "./protocol/codec.ts";
+import type { SecurityMode } from "./protocol/push.ts";
 import { baidu } from "./platforms/baidu.ts";
 import type { PlatformRules } from "./platforms/platform.ts";
 import { defaultSessionGrant, wechatRules } from "./platforms/wechat.ts";
@@ -11,6 +12,8 @@ export interface AppConfig {
   /** The push token (Token / 令牌) set in the console. */
   token: string;
   encodingAesKey?: string;
+  /** The security mode set in the console; pushes in any other mode are refused. */
+  mode: SecurityMode;
   /** Baidu: the mini program's appId; WeChat: the appid (checked against decrypted pushes). */
   appId?: string;
   /** Send-side credentials: Baidu App Key / App Secret, WeChat appid / AppSecret. */
@@ -29,6 +32,8 @@ export interface Config {
   /** KV de-dupe entry lifetime; platforms retry within seconds, KV's minimum is 60. */
   dedupeTtlSeconds: number;
   historyRetentionDays: number;
+  /** How far a signed timestamp may be from now before the signature counts as expired. */
+  signatureToleranceSeconds: number;
   /** First retry delay of forwards and sends; doubles per attempt, with jitter. */
   retryDelaySeconds: number;
   /** How long a call to the platform or the webhook may take before it counts as failed (and is retried). */
@@ -47,6 +52,7 @@ export interface KefuVars {
   WECHAT_API_BASE?: string;
   KEFU_DEDUPE_TTL_SECONDS?: string;
   KEFU_HISTORY_DAYS?: string;
+  KEFU_SIGNATURE_TOLERANCE_SECONDS?: string;
   WECHAT_SESSION_REPLIES?: string;
   WECHAT_SESSION_WINDOW_SECONDS?: string;
   KEFU_RETRY_DELAY_SECONDS?: string;
@@ -62,13 +68,14 @@ const VAR_NAMES: readonly (keyof KefuVars)[] = [
   "WECHAT_API_BASE",
   "KEFU_DEDUPE_TTL_SECONDS",
   "KEFU_HISTORY_DAYS",
+  "KEFU_SIGNATURE_TOLERANCE_SECONDS",
   "WECHAT_SESSION_REPLIES",
   "WECHAT_SESSION_WINDOW_SECONDS",
   "KEFU_RETRY_DELAY_SECONDS",
   "KEFU_CALL_TIMEOUT_MS",
 ];
 
-const APP_FIELDS = new Set(["platform", "token", "encodingAesKey", "appId", "appKey", "appSecret", "userType"]);
+const APP_FIELDS = new Set(["platform", "token", "encodingAesKey", "appId", "appKey", "appSecret", "userType", "mode"]);
 
 let memo: { key: string; result: ConfigResult } | undefined;
 
@@ -118,6 +125,7 @@ export function parseConfig(env: KefuVars): ConfigResult {
     },
     dedupeTtlSeconds: number("KEFU_DEDUPE_TTL_SECONDS", 3600, 60),
     historyRetentionDays: number("KEFU_HISTORY_DAYS", 7, 1),
+    signatureToleranceSeconds: number("KEFU_SIGNATURE_TOLERANCE_SECONDS", 300, 1),
     retryDelaySeconds: number("KEFU_RETRY_DELAY_SECONDS", 10, 0),
     callTimeoutMs: number("KEFU_CALL_TIMEOUT_MS", 10_000, 100),
   };
@@ -172,6 +180,12 @@ function parseApps(raw: string | undefined, rules: Record<Platform, PlatformRule
     if (encodingAesKey && !isEncodingAesKey(encodingAesKey)) {
       problems.push(`${where}.encodingAesKey must be 43 characters of [A-Za-z0-9]`);
     }
+    const mode = app.mode ?? (encodingAesKey ? "safe" : "plaintext");
+    if (mode !== "plaintext" && mode !== "compatible" && mode !== "safe") {
+      problems.push(`${where}.mode must be "plaintext", "compatible" or "safe"`);
+    } else if (mode !== "plaintext" && !encodingAesKey) {
+      problems.push(`${where}.mode "${mode}" needs encodingAesKey (the console's EncodingAESKey)`);
+    }
     const appId = text("appId");
     if (platform === "wechat" && encodingAesKey && !appId) {
       problems.push(`${where}.appId is required with encodingAesKey: WeChat encrypted pushes are checked against it`);
@@ -183,6 +197,7 @@ function parseApps(raw: string | undefined, rules: Record<Platform, PlatformRule
       platform,
       token: token ?? "",
       encodingAesKey,
+      mode: mode === "compatible" || mode === "safe" ? mode : "plaintext",
       appId,
       appKey: text("appKey"),
       appSecret: text("appSecret"),
