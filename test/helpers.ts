@@ -20,9 +20,9 @@ export function uniqueMsgId(): string {
   return (BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString();
 }
 
+/** A user's text push; `sendPush` addresses it to the app when `ToUserName` is not given. */
 export function textPush(overrides: Fields = {}): Fields {
   return {
-    ToUserName: "gh_10f6c3c3ac5a",
     FromUserName: uniqueId("o"),
     CreateTime: Math.floor(Date.now() / 1000),
     MsgType: "text",
@@ -33,18 +33,38 @@ export function textPush(overrides: Fields = {}): Fields {
 }
 
 type PushOptions = Partial<Omit<SealOptions, "token">> & { app: TestAppName; method?: string };
+type TestApp = { platform: string; token: string; encodingAesKey?: string; appId?: string; mode?: SealOptions["mode"] };
 
-/** Sends a push to the Worker exactly as the app's platform would. */
-export function sendPush(fields: Fields, options: PushOptions): Promise<Response> {
-  const app = testApps[options.app] as { token: string; encodingAesKey?: string; appId?: string };
-  const sealed = sealPush(fields, {
+/** The mode an app's console would be in: the configured one (safe when it has a key). */
+export function modeOf(name: TestAppName): SealOptions["mode"] {
+  const app = testApps[name] as TestApp;
+  return app.mode ?? (app.encodingAesKey ? "safe" : "plaintext");
+}
+
+/** Whom a push to the app is addressed to: Baidu's appId, or a WeChat original id. */
+export function addressOf(name: TestAppName): string {
+  const app = testApps[name] as TestApp;
+  return app.platform === "baidu" ? (app.appId ?? "baidu-app") : "gh_10f6c3c3ac5a";
+}
+
+/**
+ * Sends a push to the Worker exactly as the app's platform would: in the app's mode, signed now,
+ * addressed to the app (each can be overridden).
+ */
+export function sealFor(fields: Fields, options: PushOptions) {
+  const app = testApps[options.app] as TestApp;
+  return sealPush({ ToUserName: addressOf(options.app), ...fields }, {
     token: app.token,
     encodingAesKey: app.encodingAesKey,
     trailingId: app.appId,
-    mode: "plaintext",
+    mode: modeOf(options.app),
     format: "xml",
     ...options,
   });
+}
+
+export function sendPush(fields: Fields, options: PushOptions): Promise<Response> {
+  const sealed = sealFor(fields, options);
   return postRaw(`/push/${options.app}${queryString(sealed.query)}`, sealed.body, sealed.contentType);
 }
 
@@ -104,9 +124,9 @@ export async function api<T = any>(
   return { status: response.status, body: (await response.json()) as T, headers: response.headers };
 }
 
-/** The user writes to the app (a plaintext text push), opening the reply window; returns the openid. */
+/** The user writes to the app (a text push in the app's mode), opening the reply window; returns the openid. */
 export async function userWrites(app: TestAppName, openid = uniqueId("o")): Promise<string> {
-  const response = await sendPush(textPush({ FromUserName: openid }), { app, mode: "plaintext", format: "xml" });
+  const response = await sendPush(textPush({ FromUserName: openid }), { app });
   if ((await response.text()) !== "success") throw new Error(`push to ${app} was not accepted`);
   return openid;
 }

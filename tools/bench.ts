@@ -250,13 +250,14 @@ interface CpuRun {
 
 const secrets = (app: PushApp): PushSecrets => ({
   token: app.token,
+  mode: "safe",
   encodingAesKey: app.encodingAesKey,
   requiredTrailingId: app.platform === "wechat" ? app.appId : undefined,
 });
 
 /** kefu-edge: verify msg_signature, decrypt, check the appid, decode into the message shape. */
 function ours(push: Push): string {
-  const opened = openPush(push.sealed.query, push.sealed.body, secrets(push.app));
+  const opened = openPush(push.sealed.query, push.sealed.body, secrets(push.app), { now: Date.now() / 1000, toleranceSeconds: 300 });
   return toMessage(opened.fields, push.app.platform, push.app.name).msgId ?? "";
 }
 

@@ -26,6 +26,8 @@ export const baidu: PlatformRules = {
   name: "baidu",
   // The trailing id is a platform id (e.g. 20073496), not the appId; Baidu's own sample ignores it.
   trailingIdIsAppId: false,
+  // ToUserName is the mini program's appId: a push for another app is refused.
+  toUserNameIsAppId: true,
   // Third-party platforms receive a `ticket` every 10 minutes on the same URL.
   systemTypes: ["ticket"],
   // Each user message resets the allowance to 5 replies within 48 h; unused ones do not accumulate.

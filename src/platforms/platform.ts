@@ -47,9 +47,11 @@ export interface PlatformRules {
   name: Platform;
   /** Whether a decrypted push must end with the app's appId (WeChat) or not (Baidu). */
   trailingIdIsAppId: boolean;
+  /** Whether a push's ToUserName is the app's appId (Baidu) or another id (WeChat's gh_ original id). */
+  toUserNameIsAppId: boolean;
   /** MsgTypes the platform sends about itself, not from a user: acknowledged, never a conversation. */
   systemTypes: readonly string[];
-  /** What a user message allows (PROTOCOL.md §6). */
+  /** What a user message allows (docs/protocol.md §6). */
   messageGrant: ReplyGrant;
   /** Events that open a reply window of their own, by Event name. */
   eventGrants: Readonly<Record<string, ReplyGrant>>;

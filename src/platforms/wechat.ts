@@ -25,6 +25,7 @@ export function wechatRules(sessionGrant: ReplyGrant = defaultSessionGrant): Pla
   return {
     name: "wechat",
     trailingIdIsAppId: true,
+    toUserNameIsAppId: false, // the gh_ original id; the trailing id is checked instead
     systemTypes: [],
     messageGrant: { replies: 5, seconds: 48 * 3600 },
     eventGrants: { user_enter_tempsession: sessionGrant },

@@ -3,7 +3,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { KefuError } from "./errors.ts";
 
 /**
- * The message cipher both platforms share (PROTOCOL.md §4):
+ * The message cipher both platforms share (docs/protocol.md §4):
  *   AES-256-CBC, key = base64(EncodingAESKey + "="), iv = key[0..16],
  *   plaintext = random(16) ‖ uint32be(len) ‖ message ‖ trailing id, PKCS#7-padded to 32 bytes.
  * WebCrypto only strips 16-byte PKCS#7 and throws on pad bytes 17..32, so padding is handled here.

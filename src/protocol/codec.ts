@@ -1,5 +1,6 @@
-import { XMLParser, XMLValidator } from "fast-xml-parser";
+import { createHash } from "node:crypto";
 import { KefuError } from "./errors.ts";
+import { parseXml } from "./xml.ts";
 
 /**
  * Push bodies in, one message shape out. The format is decided from the body, never from the
@@ -61,50 +62,14 @@ export function parseBody(body: string): { format: BodyFormat; fields: Fields } 
   throw new KefuError("unsupported_body", text ? "body is neither XML nor a JSON object" : "body is empty");
 }
 
-const xml = new XMLParser({
-  ignoreAttributes: true,
-  ignoreDeclaration: true,
-  ignorePiTags: true,
-  parseTagValue: false, // MsgId must stay an exact string; numbers are converted where known
-  trimValues: false, // message content keeps its spaces
-  processEntities: true, // only the five XML entities: DOCTYPE is rejected before parsing
-  htmlEntities: false,
-});
-
-function parseXml(text: string): Fields {
-  // Never expand user-declared entities (billion laughs, XXE): such bodies are not platform pushes.
-  // A user may well *write* "<!DOCTYPE html>", so CDATA content does not count.
-  if (/<!DOCTYPE|<!ENTITY/i.test(text.replace(/<!\[CDATA\[[\s\S]*?\]\]>/g, ""))) {
-    throw new KefuError("xml_doctype", "XML with a DOCTYPE or ENTITY declaration is refused");
-  }
-  const valid = XMLValidator.validate(text);
-  if (valid !== true) {
-    throw new KefuError("bad_xml", `body is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
-  }
-  let doc: Fields;
-  try {
-    doc = xml.parse(text) as Fields;
-  } catch (error) {
-    // Well-formed but refused by the parser: reserved tag names (__proto__), nesting too deep.
-    throw new KefuError("bad_xml", `XML push cannot be read: ${(error as Error).message}`);
-  }
-  const roots = Object.keys(doc).filter((k) => k !== "#text");
-  const root = roots.length === 1 ? doc[roots[0]!] : undefined;
-  if (!root || typeof root !== "object" || Array.isArray(root)) {
-    throw new KefuError("bad_xml", "XML push must have one root element with child elements");
-  }
-  const fields: Fields = {};
-  for (const [key, value] of Object.entries(root)) {
-    if (key !== "#text") fields[key] = value; // whitespace between elements
-  }
-  return fields;
-}
-
 type Reviver = (this: unknown, key: string, value: unknown, context?: { source?: string }) => unknown;
 
-/** Integers beyond 2^53 (MsgId) keep their exact decimal text instead of being rounded. */
-const exactIntegers: Reviver = (_key, value, context) =>
-  typeof value === "number" && !Number.isSafeInteger(value) && context?.source && /^-?\d+$/.test(context.source)
+/**
+ * Integers beyond 2^53 keep their exact decimal text instead of being rounded, and MsgId always
+ * keeps the text it was sent as, so that `1e30` or `1.5` can be refused rather than read as ids.
+ */
+const exactIntegers: Reviver = (key, value, context) =>
+  typeof value === "number" && context?.source && (key === "MsgId" || key === "MsgID" || (!Number.isSafeInteger(value) && /^-?\d+$/.test(context.source)))
     ? context.source
     : value;
 
@@ -112,8 +77,8 @@ function parseJson(text: string): Fields {
   let value: unknown;
   try {
     value = JSON.parse(text, exactIntegers as Parameters<typeof JSON.parse>[1]);
-  } catch (error) {
-    throw new KefuError("bad_json", `body is not valid JSON: ${(error as Error).message}`);
+  } catch {
+    throw new KefuError("bad_json", "body is not valid JSON"); // the parser's own words may name internals
   }
   if (!value || typeof value !== "object" || Array.isArray(value)) {
     throw new KefuError("bad_json", "JSON push must be an object");
@@ -135,8 +100,9 @@ export function toMessage(fields: Fields, platform: Platform, app: string): Mess
   const type = stringField(fields, "MsgType");
   const createTime = Number(stringField(fields, "CreateTime"));
   if (!openid) throw new KefuError("missing_field", "push has no FromUserName");
+  if (openid.length > MAX_OPENID) throw new KefuError("bad_field", `FromUserName is longer than ${MAX_OPENID} characters: not an openid`);
   if (!type) throw new KefuError("missing_field", "push has no MsgType");
-  if (!Number.isFinite(createTime) || createTime <= 0) {
+  if (!Number.isSafeInteger(createTime) || createTime <= 0) {
     throw new KefuError("missing_field", "push has no valid CreateTime (unix seconds)");
   }
   const message: Message = {
@@ -149,7 +115,7 @@ export function toMessage(fields: Fields, platform: Platform, app: string): Mess
     raw: fields,
   };
   const msgId = stringField(fields, "MsgId") ?? stringField(fields, "MsgID");
-  if (msgId) message.msgId = msgId;
+  if (msgId) message.msgId = canonicalMsgId(msgId);
   for (const [wire, name] of Object.entries(FIELDS)) {
     const value = stringField(fields, wire);
     if (value !== undefined) message[name] = value;
@@ -157,12 +123,35 @@ export function toMessage(fields: Fields, platform: Platform, app: string): Mess
   return message;
 }
 
+const MAX_OPENID = 128;
+const MAX_MSG_ID = 2n ** 64n - 1n;
+
+/** A MsgId is a 64-bit decimal integer; it is kept without leading zeros so one id has one spelling. */
+function canonicalMsgId(raw: string): string {
+  if (!/^\d{1,20}$/.test(raw) || BigInt(raw) > MAX_MSG_ID) {
+    throw new KefuError("bad_field", "MsgId is not a decimal integer within 64 bits");
+  }
+  return BigInt(raw).toString();
+}
+
 /**
- * The key retries share: MsgId where the message has one, else sender + time (+ event), as both
- * platforms document for events.
+ * The key retries share: MsgId where the message has one. Without it (events), sender + time +
+ * type + a hash of every decoded field: a retry is an exact copy, while two different messages
+ * sent in the same second stay two.
  */
-export function dedupeKey(message: Pick<Message, "msgId" | "openid" | "createTime" | "event" | "type">): string {
-  return message.msgId
-    ? `msg:${message.msgId}`
-    : `evt:${message.openid}:${message.createTime}:${message.event ?? message.type}`;
+export function dedupeKey(message: Pick<Message, "msgId" | "openid" | "createTime" | "event" | "type" | "raw">): string {
+  if (message.msgId) return `msg:${message.msgId}`;
+  const fields = Object.keys(message.raw).sort().map((name) => [name, message.raw[name]]);
+  const digest = createHash("sha256").update(JSON.stringify(fields)).digest("base64url").slice(0, 22);
+  return `evt:${message.openid}:${message.createTime}:${message.event ?? message.type}:${digest}`;
+}
+
+/** KV's key limit is 512 bytes: a longer key is replaced by its hash. */
+const KV_KEY_BYTES = 512;
+
+/** The KV key that marks a message as seen, always within KV's limit. */
+export function seenKey(app: string, message: Parameters<typeof dedupeKey>[0]): string {
+  const key = `${app}/${message.openid}/${dedupeKey(message)}`;
+  if (new TextEncoder().encode(key).length <= KV_KEY_BYTES) return key;
+  return `${app}/#${createHash("sha256").update(key).digest("base64url")}`;
 }

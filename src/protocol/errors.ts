@@ -4,6 +4,9 @@
  */
 export const httpStatus = {
   bad_signature: 401,
+  expired_signature: 401,
+  wrong_mode: 401,
+  wrong_app: 403,
   unauthorized: 401,
   unknown_app: 404,
   not_found: 404,
@@ -13,6 +16,7 @@ export const httpStatus = {
   xml_doctype: 400,
   bad_json: 400,
   missing_field: 400,
+  bad_field: 400,
   bad_envelope: 400,
   bad_base64: 400,
   bad_block_length: 400,
@@ -20,7 +24,6 @@ export const httpStatus = {
   bad_length: 400,
   bad_utf8: 400,
   wrong_trailing_id: 400,
-  no_aes_key: 400,
   invalid_body: 400,
   idempotency_conflict: 422,
   window_closed: 409,

@@ -1,28 +1,41 @@
 import type { AppConfig } from "../config.ts";
 import { toMessage, type Message } from "../protocol/codec.ts";
 import { KefuError } from "../protocol/errors.ts";
-import { answerHandshake, openPush, type Params, type SecurityMode } from "../protocol/push.ts";
+import { answerHandshake, openPush, type Clock, type Params, type SecurityMode } from "../protocol/push.ts";
 
 export type Received =
   | { kind: "handshake"; echo: string }
   | { kind: "push"; message: Message; mode: SecurityMode };
 
+export interface PushRequest {
+  method: string;
+  query: Params;
+  body: string;
+}
+
 /**
  * Everything the push URL receives, verified and decoded: the handshake (WeChat's GET, Baidu's
  * POST with its parameters in the query or the body) or a push turned into the one message shape.
+ * Throws a 4xx KefuError for anything else; never another exception.
  */
-export function receive(app: AppConfig, method: string, query: Params, body: string): Received {
+export function receive(app: AppConfig, { method, query, body }: PushRequest, clock: Clock): Received {
   const handshake = handshakeParams(query, body);
-  if (handshake) return { kind: "handshake", echo: answerHandshake(handshake, app.token) };
+  if (handshake) return { kind: "handshake", echo: answerHandshake(handshake, app.token, clock) };
   if (method === "GET") {
     throw new KefuError("bad_envelope", "GET is only the URL handshake, and echostr is missing");
   }
   const opened = openPush(query, body, {
     token: app.token,
+    mode: app.mode,
     encodingAesKey: app.encodingAesKey,
     requiredTrailingId: app.rules.trailingIdIsAppId ? app.appId : undefined,
-  });
-  return { kind: "push", message: toMessage(opened.fields, app.platform, app.name), mode: opened.mode };
+  }, clock);
+  const message = toMessage(opened.fields, app.platform, app.name);
+  // Two apps may share a Token and key: the addressee says whose push it is, where it is the appId.
+  if (app.rules.toUserNameIsAppId && app.appId && !app.rules.systemTypes.includes(message.type) && message.to !== app.appId) {
+    throw new KefuError("wrong_app", `push is addressed to ToUserName ${JSON.stringify(message.to.slice(0, 64))}, not to this app's appId`);
+  }
+  return { kind: "push", message, mode: opened.mode };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dedupeKey, parseBody, toMessage } from "../../src/protocol/codec.ts";
+import { dedupeKey, parseBody, seenKey, toMessage } from "../../src/protocol/codec.ts";
 import { errorCode } from "../helpers.ts";
 import { encode } from "../../src/protocol/seal.ts";
 
@@ -64,7 +64,7 @@ describe("codec", () => {
     );
     expect(event).toMatchObject({ type: "event", event: "user_enter_tempsession", sessionFrom: "sf" });
     expect(event.msgId).toBeUndefined();
-    expect(dedupeKey(event)).toBe("evt:u:3:user_enter_tempsession");
+    expect(dedupeKey(event)).toMatch(/^evt:u:3:user_enter_tempsession:[\w-]{22}$/);
   });
 
   it("keeps unknown types and fields instead of rejecting them", () => {
@@ -103,5 +103,35 @@ describe("codec", () => {
     expect(code(() => parseBody(bomb))).toBe("xml_doctype");
     const xxe = '<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><Content>&x;</Content></xml>';
     expect(code(() => parseBody(xxe))).toBe("xml_doctype");
+  });
+
+  it("never merges two messages: without MsgId the key covers the content", () => {
+    const at = { FromUserName: "u", CreateTime: 5, MsgType: "text" };
+    const keys = ["一", "二", "三"].map((Content) => dedupeKey(toMessage({ ...at, Content }, "baidu", "b")));
+    expect(new Set(keys).size).toBe(3);
+    // A retry is an exact copy, whatever order its fields came in.
+    const again = toMessage({ Content: "一", MsgType: "text", CreateTime: 5, FromUserName: "u" }, "baidu", "b");
+    expect(dedupeKey(again)).toBe(keys[0]);
+  });
+
+  it("takes MsgId only as a 64-bit decimal integer, in canonical form", () => {
+    const withId = (MsgId: unknown) => () => toMessage({ FromUserName: "u", CreateTime: 5, MsgType: "text", MsgId } as never, "baidu", "b");
+    for (const bad of ["1e30", "1.5", "-5", "18446744073709551616", "0x10", " 7", "abc"]) expect(code(withId(bad)), bad).toBe("bad_field");
+    expect(withId("18446744073709551615")().msgId).toBe("18446744073709551615");
+    expect(withId("007")().msgId).toBe("7");
+    // As JSON numbers, the text sent is judged, not what JSON.parse makes of it.
+    for (const bad of ["1e30", "1.5", "-5", "1E3"]) {
+      const { fields } = parseBody(`{"FromUserName":"u","CreateTime":5,"MsgType":"text","MsgId":${bad}}`);
+      expect(code(() => toMessage(fields, "baidu", "b")), bad).toBe("bad_field");
+    }
+  });
+
+  it("refuses an openid longer than 128 characters, and keeps KV keys within 512 bytes", () => {
+    expect(code(() => toMessage({ FromUserName: "o".repeat(129), CreateTime: 5, MsgType: "text" }, "baidu", "b"))).toBe("bad_field");
+    const longest = toMessage({ FromUserName: "用".repeat(128), CreateTime: 5, MsgType: "event", Event: "e".repeat(4000) }, "wechat", "a".repeat(64));
+    const key = seenKey("a".repeat(64), longest);
+    expect(new TextEncoder().encode(key).length).toBeLessThanOrEqual(512);
+    expect(seenKey("a".repeat(64), longest)).toBe(key);
+    expect(seenKey("shop", toMessage({ FromUserName: "u", CreateTime: 5, MsgType: "text", MsgId: "9" }, "baidu", "b"))).toBe("shop/u/msg:9");
   });
 });

@@ -7,7 +7,17 @@ import { sha1Signature } from "../../src/protocol/signature.ts";
 import { testApps } from "../fixtures/apps.ts";
 import { baiduTicket, wechatHandshake, wechatSample } from "../fixtures/vectors.ts";
 import { conversation } from "../../src/conversation/conversation.ts";
-import { env, logsOf, postRaw, sendPush, textPush } from "../helpers.ts";
+import { requireApp, requireConfig } from "../../src/app-config.ts";
+import { receive } from "../../src/push/receive.ts";
+import { PUSH_BODY_LIMIT } from "../../src/push/route.ts";
+import { env, logsOf, postRaw, sealFor, sendPush, textPush } from "../helpers.ts";
+
+const now = () => String(Math.floor(Date.now() / 1000));
+/** A plaintext-mode query, signed now. */
+function signedQuery(token: string, extra: Record<string, string> = {}) {
+  const timestamp = now();
+  return queryString({ timestamp, nonce: "2", signature: sha1Signature(token, timestamp, "2"), ...extra });
+}
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -22,7 +32,7 @@ async function expectError(response: Response, status: number, code: string) {
 
 function signedEncrypted(appName: "wx-sample" | "bd-shop", encrypted: string, body?: string) {
   const { token } = testApps[appName];
-  const query = { timestamp: "1700000000", nonce: "42", encrypt_type: "aes" };
+  const query = { timestamp: now(), nonce: "42", encrypt_type: "aes" };
   const msg_signature = sha1Signature(token, query.timestamp, query.nonce, encrypted);
   return postRaw(
     `/push/${appName}${queryString({ ...query, msg_signature })}`,
@@ -33,12 +43,21 @@ function signedEncrypted(appName: "wx-sample" | "bd-shop", encrypted: string, bo
 describe("URL handshake", () => {
   const { timestamp, nonce, signature } = wechatHandshake;
 
-  it("answers WeChat's GET with the echo verbatim, as text/plain (official vector)", async () => {
+  it("answers WeChat's GET with the echo verbatim, as text/plain", async () => {
     const echostr = "6820390862413839017 with spaces & 符号";
-    const response = await postRaw(`/push/wx-doc${queryString({ signature, timestamp, nonce, echostr })}`, null, undefined, "GET");
+    const response = await postRaw(`/push/wx-doc${signedQuery(wechatHandshake.token, { echostr })}`, null, undefined, "GET");
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
     expect(await response.text()).toBe(echostr);
+  });
+
+  it("checks the official vector's signature, and refuses it now that it is years old", async () => {
+    const app = { ...requireApp(requireConfig(env), "wx-doc") };
+    const params = { signature, timestamp, nonce, echostr: "e" };
+    const atTheTime = { now: Number(timestamp) + 2, toleranceSeconds: 300 };
+    expect(receive(app, { method: "GET", query: params, body: "" }, atTheTime)).toEqual({ kind: "handshake", echo: "e" });
+    const message = await expectError(await postRaw(`/push/wx-doc${queryString(params)}`, null, undefined, "GET"), 401, "expired_signature");
+    expect(message).toMatch(/300 s tolerance/);
   });
 
   it("refuses a wrong signature with 401 and no echo", async () => {
@@ -54,7 +73,7 @@ describe("URL handshake", () => {
 
   it("answers Baidu's POST with its parameters in the query, a form body or a JSON body", async () => {
     const { token } = testApps["bd-plain"];
-    const params = { timestamp: "1590000000", nonce: "abc", signature: sha1Signature(token, "1590000000", "abc") };
+    const params = { timestamp: now(), nonce: "abc", signature: sha1Signature(token, now(), "abc") };
     const q = await postRaw(`/push/bd-plain${queryString({ ...params, echoStr: "e1" })}`, "");
     expect(await q.text()).toBe("e1");
     const form = await postRaw("/push/bd-plain", new URLSearchParams({ ...params, echoStr: "e2" }).toString(), "application/x-www-form-urlencoded");
@@ -66,78 +85,92 @@ describe("URL handshake", () => {
   });
 
   it("says a GET without echostr is not a handshake", async () => {
-    await expectError(await postRaw(`/push/wx-doc${queryString({ signature, timestamp, nonce })}`, null, undefined, "GET"), 400, "bad_envelope");
+    await expectError(await postRaw(`/push/wx-doc${signedQuery(wechatHandshake.token)}`, null, undefined, "GET"), 400, "bad_envelope");
   });
 });
 
 describe("pushes", () => {
-  it("accepts WeChat's official safe-mode sample and logs the exact message", async () => {
+  it("opens WeChat's official safe-mode sample into the exact message, and refuses its replay today", async () => {
     const { timestamp, nonce, msgSignature, encrypt: encrypted, expected } = wechatSample;
+    const query = { timestamp, nonce, encrypt_type: "aes", msg_signature: msgSignature, signature: sha1Signature("spamtest", timestamp, nonce) };
+    const body = `<xml><ToUserName><![CDATA[${expected.to}]]></ToUserName><Encrypt><![CDATA[${encrypted}]]></Encrypt></xml>`;
+    const app = requireApp(requireConfig(env), "wx-sample");
+    const received = receive(app, { method: "POST", query, body }, { now: Number(timestamp), toleranceSeconds: 300 });
+    expect(received).toMatchObject({ kind: "push", mode: "safe", message: { openid: expected.openid, to: expected.to, content: expected.content, msgId: expected.msgId, createTime: expected.createTime } });
     let response!: Response;
     const lines = await logsOf(async () => {
-      response = await postRaw(
-        `/push/wx-sample${queryString({ timestamp, nonce, encrypt_type: "aes", msg_signature: msgSignature, signature: sha1Signature("spamtest", timestamp, nonce) })}`,
-        `<xml><ToUserName><![CDATA[${expected.to}]]></ToUserName><Encrypt><![CDATA[${encrypted}]]></Encrypt></xml>`,
-      );
+      response = await postRaw(`/push/wx-sample${queryString(query)}`, body);
     });
-    expect(response.status).toBe(200);
-    expect(await response.text()).toBe("success");
-    const line = lines.find((l) => l.event === "push");
-    expect(line).toMatchObject({ app: "wx-sample", msgId: expected.msgId, type: "text", mode: "safe" });
-    expect(JSON.stringify(lines)).not.toContain(expected.content); // no message bodies in logs
+    await expectError(response, 401, "expired_signature");
+    expect(lines.find((l) => l.event === "push")).toMatchObject({ app: "wx-sample", outcome: "rejected", code: "expired_signature" });
   });
 
+  it("logs an accepted push with its mode and never its content", async () => {
+    const fields = textPush({ Content: "不要记录我" });
+    const lines = await logsOf(async () => expect(await (await sendPush(fields, { app: "wx-sample" })).text()).toBe("success"));
+    expect(lines.find((l) => l.event === "push")).toMatchObject({ app: "wx-sample", msgId: fields.MsgId, type: "text", mode: "safe", outcome: "accepted" });
+    expect(JSON.stringify(lines)).not.toContain("不要记录我");
+  });
+
+  // Each app accepts what its console sends in its mode; compatible and safe apps accept both encrypted formats.
+  const accepts = {
+    plaintext: ["bd-plain", "wx-doc"],
+    compatible: ["bd-compat", "bd-shop", "wx-sample"],
+    safe: ["bd-compat", "bd-shop", "wx-sample"],
+  } as const;
   for (const format of ["xml", "json"] as const) {
     for (const mode of ["plaintext", "compatible", "safe"] as const) {
-      it(`accepts a ${mode} ${format} push on WeChat and Baidu`, async () => {
-        for (const app of ["wx-sample", "bd-shop"] as const) {
-          const fields = textPush({ Content: "多字节 ✓" });
+      it(`accepts a ${mode} ${format} push on the apps configured for it`, async () => {
+        for (const app of accepts[mode]) {
+          const fields = textPush({ Content: "多字节 ✓ & <b>" });
           const lines = await logsOf(async () => {
             const response = await sendPush(fields, { app, mode, format });
             expect(await response.text()).toBe("success");
           });
-          expect(lines.find((l) => l.event === "push")).toMatchObject({ app, msgId: fields.MsgId, mode });
+          expect(lines.find((l) => l.event === "push")).toMatchObject({ app, msgId: fields.MsgId, mode, outcome: "accepted" });
+          const history = (await conversation(env, app, fields.FromUserName as string).snapshot())!.history;
+          expect(history[0]!.message!.content).toBe("多字节 ✓ & <b>");
         }
       });
     }
   }
 
-  it("reads the encrypted copy of a compatible-mode push, the plaintext one when the app has no key", async () => {
-    const fields = textPush({ Content: "the encrypted copy" });
-    const sealedOuter = { ...fields, Content: "the plaintext copy" };
-    // Same MsgId, different outer Content: which copy was read shows in the history.
-    const { sealPush } = await import("../../src/protocol/seal.ts");
-    const withKey = sealPush(fields, { token: testApps["bd-shop"].token, encodingAesKey: baiduTicket.encodingAesKey, mode: "compatible", format: "json" });
-    const body = JSON.parse(withKey.body);
-    body.Content = sealedOuter.Content;
-    expect(await (await postRaw(`/push/bd-shop${queryString(withKey.query)}`, JSON.stringify(body), "application/json")).text()).toBe("success");
-    const history = (await conversation(env, "bd-shop", fields.FromUserName as string).snapshot())!.history;
-    expect(history[0]!.message!.content).toBe("the encrypted copy");
-
+  it("reads only the encrypted copy of a compatible-mode push; a plaintext app reads the copy", async () => {
+    for (const app of ["bd-shop", "bd-compat"] as const) {
+      const fields = textPush({ Content: "the encrypted copy" });
+      const sealed = sealFor(fields, { app, mode: "compatible", format: "json" });
+      const body = JSON.parse(sealed.body);
+      body.Content = "the plaintext copy"; // not covered by msg_signature: it must not count
+      body.FromUserName = "someone-else";
+      expect(await (await postRaw(`/push/${app}${queryString(sealed.query)}`, JSON.stringify(body), "application/json")).text()).toBe("success");
+      const history = (await conversation(env, app, fields.FromUserName as string).snapshot())!.history;
+      expect(history[0]!.message!.content).toBe("the encrypted copy");
+      expect(await conversation(env, app, "someone-else").snapshot()).toBeNull();
+    }
     const plain = textPush();
-    const keyless = await sendPush(plain, { app: "bd-plain", mode: "compatible", format: "xml", encodingAesKey: baiduTicket.encodingAesKey });
-    expect(await keyless.text()).toBe("success");
+    let response!: Response;
+    const lines = await logsOf(async () => {
+      response = await sendPush(plain, { app: "bd-plain", mode: "compatible", format: "xml", encodingAesKey: baiduTicket.encodingAesKey });
+    });
+    expect(await response.text()).toBe("success");
+    expect(lines.find((l) => l.event === "push")).toMatchObject({ app: "bd-plain", mode: "compatible", outcome: "accepted" });
   });
 
   it("accepts a JSON push labelled text/xml", async () => {
     const fields = textPush();
-    const response = await postRaw(
-      `/push/bd-plain${queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") })}`,
-      encode(fields, "json"),
-      "text/xml",
-    );
+    const response = await postRaw(`/push/bd-plain${signedQuery("plaintoken")}`, encode({ ToUserName: "baidu-app", ...fields }, "json"), "text/xml");
     expect(await response.text()).toBe("success");
   });
 
   it("accepts Baidu's third-party envelope, signature inputs in the body, any trailing id", async () => {
-    const fields = textPush({ ToUserName: "16824785" });
+    const fields = textPush();
     const response = await sendPush(fields, { app: "bd-shop", mode: "safe", format: "json", envelope: "body", trailingId: "20073496" });
     expect(await response.text()).toBe("success");
   });
 
-  it("acknowledges Baidu's real ticket push", async () => {
+  it("acknowledges Baidu's real ticket push (signed now)", async () => {
     const { token } = testApps["bd-shop"];
-    const body = { Encrypt: baiduTicket.encrypt, TimeStamp: "1590483574", Nonce: "n1" };
+    const body = { Encrypt: baiduTicket.encrypt, TimeStamp: now(), Nonce: "n1" };
     const MsgSignature = sha1Signature(token, body.TimeStamp, body.Nonce, body.Encrypt);
     const response = await postRaw("/push/bd-shop", JSON.stringify({ ...body, MsgSignature }), "application/json");
     expect(await response.text()).toBe("success");
@@ -149,7 +182,7 @@ describe("bad input", () => {
     await expectError(await postRaw("/push/bd-plain", encode(textPush(), "xml")), 401, "bad_signature");
     const forged = encrypt(encode(textPush(), "xml"), wechatSample.appId, aesKey(wechatSample.encodingAesKey));
     const response = await postRaw(
-      `/push/wx-sample${queryString({ timestamp: "1", nonce: "2", msg_signature: "a".repeat(40), signature: sha1Signature("spamtest", "1", "2") })}`,
+      `/push/wx-sample${signedQuery("spamtest", { msg_signature: "a".repeat(40) })}`,
       `<xml><Encrypt><![CDATA[${forged}]]></Encrypt></xml>`,
     );
     // A valid plaintext `signature` does not excuse a wrong msg_signature.
@@ -161,7 +194,7 @@ describe("bad input", () => {
   });
 
   it("400: a body that is neither XML nor JSON, or malformed", async () => {
-    const q = queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") });
+    const q = signedQuery("plaintoken");
     await expectError(await postRaw(`/push/bd-plain${q}`, "hello"), 400, "unsupported_body");
     await expectError(await postRaw(`/push/bd-plain${q}`, "{broken"), 400, "bad_json");
     await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><a></xml>"), 400, "bad_xml");
@@ -170,7 +203,7 @@ describe("bad input", () => {
   });
 
   it("400, not 5xx: XML the parser refuses (reserved names)", async () => {
-    const q = queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") });
+    const q = signedQuery("plaintoken");
     await expectError(await postRaw(`/push/bd-plain${q}`, "<xml><__proto__>x</__proto__></xml>"), 400, "bad_xml");
   });
 
@@ -180,7 +213,7 @@ describe("bad input", () => {
   });
 
   it("400: XML with a DOCTYPE is refused, never expanded", async () => {
-    const q = queryString({ timestamp: "1", nonce: "2", signature: sha1Signature("plaintoken", "1", "2") });
+    const q = signedQuery("plaintoken");
     const bomb = '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]><xml><Content>&b;</Content></xml>';
     await expectError(await postRaw(`/push/bd-plain${q}`, bomb), 400, "xml_doctype");
   });
@@ -199,13 +232,17 @@ describe("bad input", () => {
     await expectError(await signedEncrypted("wx-sample", notAPush), 400, "bad_envelope");
   });
 
-  it("400: an encrypted push for an app without encodingAesKey", async () => {
-    const response = await sendPush(textPush(), { app: "bd-plain", mode: "safe", format: "json", encodingAesKey: baiduTicket.encodingAesKey });
-    await expectError(response, 400, "no_aes_key");
+  it("401 wrong_mode, saying which mode the app expects, when the console and the configuration differ", async () => {
+    const safeToPlain = await sendPush(textPush(), { app: "bd-plain", mode: "safe", format: "json", encodingAesKey: baiduTicket.encodingAesKey });
+    expect(await expectError(safeToPlain, 401, "wrong_mode")).toMatch(/configured for plaintext mode/);
+    const plainToSafe = await sendPush(textPush(), { app: "bd-shop", mode: "plaintext", format: "json" });
+    expect(await expectError(plainToSafe, 401, "wrong_mode")).toMatch(/configured for safe mode/);
+    const plainToCompatible = await sendPush(textPush(), { app: "bd-compat", mode: "plaintext", format: "xml" });
+    expect(await expectError(plainToCompatible, 401, "wrong_mode")).toMatch(/configured for compatible mode/);
   });
 
   it("413: bodies over the limit, with or without Content-Length", async () => {
-    const big = "<xml>" + "x".repeat(70_000) + "</xml>";
+    const big = "<xml>" + "x".repeat(PUSH_BODY_LIMIT) + "</xml>";
     await expectError(await postRaw("/push/bd-plain", big), 413, "body_too_large");
     const stream = new ReadableStream({
       start(controller) {
