@@ -47,7 +47,7 @@ export function isEncodingAesKey(value: string): boolean {
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function decrypt(encrypted: string, { key, iv }: AesKey): Decrypted {
-  const text = encrypted.replace(/\s+/g, "");
+  const text = /\s/.test(encrypted) ? encrypted.replace(/\s+/g, "") : encrypted;
   if (text.length === 0 || text.length % 4 !== 0 || !BASE64.test(text)) {
     throw new KefuError("bad_base64", "Encrypt is not valid base64");
   }

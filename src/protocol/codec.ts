@@ -73,7 +73,32 @@ const exactIntegers: Reviver = (key, value, context) =>
     ? context.source
     : value;
 
+/** Bounds no genuine push comes near (a flat object of a dozen fields), checked before parsing. */
+const MAX_JSON_CONTAINERS = 32;
+const MAX_JSON_VALUES = 256;
+
+/** One pass over the structure, strings skipped: refuses what would make parsing costly. */
+function boundJson(text: string): void {
+  let containers = 0;
+  let values = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92 /* \ */) i++;
+        else if (d === 34) break;
+      }
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++containers > MAX_JSON_CONTAINERS) throw new KefuError("bad_json", `JSON push has more than ${MAX_JSON_CONTAINERS} objects and arrays`);
+    } else if (c === 44 /* , */) {
+      if (++values > MAX_JSON_VALUES) throw new KefuError("bad_json", `JSON push has more than ${MAX_JSON_VALUES} values`);
+    }
+  }
+}
+
 function parseJson(text: string): Fields {
+  boundJson(text);
   let value: unknown;
   try {
     value = JSON.parse(text, exactIntegers as Parameters<typeof JSON.parse>[1]);

@@ -10,6 +10,15 @@ import { scanXml } from "./xml.ts";
  * clock; no bindings, no I/O.
  */
 
+/**
+ * The largest genuine push is a long text in compatible mode, which carries it twice: as plaintext
+ * and inside `Encrypt` (base64, 4/3 larger). We allow for 8,192 three-byte characters — more than
+ * either platform's chat box takes — plus the other fields, and half as much again on top.
+ */
+const LONGEST_TEXT_BYTES = 8192 * 3;
+const OTHER_FIELDS_BYTES = 1024;
+export const PUSH_BODY_LIMIT = Math.ceil(1.5 * (LONGEST_TEXT_BYTES + OTHER_FIELDS_BYTES) * (1 + 4 / 3));
+
 export type Params = Record<string, string | undefined>;
 
 export type SecurityMode = "plaintext" | "compatible" | "safe";

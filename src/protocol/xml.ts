@@ -13,9 +13,20 @@ import { KefuError } from "./errors.ts";
  * decodes the text outside CDATA sections itself.
  */
 
-/** Nesting depth and element count no genuine push comes near (they are flat: root + fields). */
+/**
+ * Bounds no genuine push comes near (they are flat: a root and a dozen fields, text in CDATA), so
+ * that the worst body within the size limit costs a fraction of a millisecond to refuse.
+ */
 const MAX_DEPTH = 8;
-const MAX_ELEMENTS = 512;
+const MAX_ELEMENTS = 64;
+/** Tags, comments, CDATA sections and processing instructions, all counted. */
+const MAX_MARKUP = 256;
+/**
+ * Characters outside CDATA in a document to be parsed: fast-xml-parser reads raw text a character
+ * at a time. Platforms put text in CDATA; 16,384 still holds a long escaped text.
+ */
+const MAX_TEXT = 16_384;
+const MAX_REFERENCES = 1024;
 
 const NAME = /[A-Za-z_][\w.:-]*/y;
 const START_TAG = /<([A-Za-z_][\w.:-]*)((?:\s+[\w.:-]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/y;
@@ -30,9 +41,21 @@ const bad = (why: string) => new KefuError("bad_xml", `body is not a well-formed
  * with elements inside is checked but not returned). Throws `xml_doctype` or `bad_xml`.
  */
 export function scanXml(text: string): Map<string, string> {
+  return scan(text, true);
+}
+
+/** The same checks before a full parse, which also bounds the text the parser will read. */
+function checkXml(text: string): void {
+  scan(text, false);
+}
+
+function scan(text: string, collect: boolean): Map<string, string> {
   const leaves = new Map<string, string>();
   const open: string[] = [];
   let elements = 0;
+  let markup = 0;
+  let plainText = 0;
+  let references = 0;
   let rootDone = false;
   /** The root's child being read, while it has no elements of its own. */
   let leaf: { name: string; text: string } | undefined;
@@ -44,41 +67,57 @@ export function scanXml(text: string): Map<string, string> {
       if (open.length === 0) {
         if (!/^\s*$/.test(text.slice(i, end))) throw bad("text outside the root element");
       } else {
-        const decoded = decodeText(text.slice(i, end));
-        if (leaf) leaf.text += decoded;
+        plainText += end - i;
+        if (!collect && plainText > MAX_TEXT) throw bad(`more than ${MAX_TEXT} characters of text outside CDATA sections`);
+        const amp = text.indexOf("&", i);
+        if ((amp !== -1 && amp < end) || (collect && leaf)) {
+          const chunk = text.slice(i, end);
+          if (amp !== -1 && amp < end) {
+            references += countOf(chunk, "&");
+            if (references > MAX_REFERENCES) throw bad(`more than ${MAX_REFERENCES} character references`);
+            if (!collect || !leaf) checkReferences(chunk);
+          }
+          if (collect && leaf) leaf.text += decodeText(chunk);
+        }
       }
     }
     if (lt === -1) break;
-    if (text.startsWith("<!--", lt)) {
-      const close = text.indexOf("-->", lt + 4);
-      if (close === -1) throw bad("unterminated comment");
-      i = close + 3;
-    } else if (text.startsWith("<![CDATA[", lt)) {
-      if (open.length === 0) throw bad("CDATA outside the root element");
-      const close = text.indexOf("]]>", lt + 9);
-      if (close === -1) throw bad("unterminated CDATA section");
-      if (leaf) leaf.text += text.slice(lt + 9, close);
-      i = close + 3;
-    } else if (text.startsWith("<!", lt)) {
-      throw new KefuError("xml_doctype", "XML with a DOCTYPE or other declaration is refused: entities are never expanded");
-    } else if (text.startsWith("<?", lt)) {
+    if (++markup > MAX_MARKUP) throw bad(`more than ${MAX_MARKUP} tags, comments and sections`);
+    const next = text.charCodeAt(lt + 1);
+    if (next === 33 /* ! */) {
+      if (text.startsWith("<!--", lt)) {
+        const close = text.indexOf("-->", lt + 4);
+        if (close === -1) throw bad("unterminated comment");
+        i = close + 3;
+      } else if (text.startsWith("<![CDATA[", lt)) {
+        if (open.length === 0) throw bad("CDATA outside the root element");
+        const close = text.indexOf("]]>", lt + 9);
+        if (close === -1) throw bad("unterminated CDATA section");
+        if (collect && leaf) leaf.text += text.slice(lt + 9, close);
+        i = close + 3;
+      } else {
+        throw new KefuError("xml_doctype", "XML with a DOCTYPE or other declaration is refused: entities are never expanded");
+      }
+    } else if (next === 63 /* ? */) {
       if (open.length > 0 || rootDone) throw bad("processing instruction inside the document");
       const close = text.indexOf("?>", lt + 2);
       if (close === -1) throw bad("unterminated processing instruction");
       i = close + 2;
-    } else if (text[lt + 1] === "/") {
-      END_TAG.lastIndex = lt;
-      const match = END_TAG.exec(text);
-      if (!match) throw bad("malformed end tag");
+    } else if (next === 47 /* / */) {
       const name = open.pop();
-      if (name !== match[1]) throw bad(name ? `</${match[1]}> closes <${name}>` : `</${match[1]}> has no start tag`);
-      if (open.length === 1 && leaf) {
-        if (leaves.has(leaf.name)) throw bad(`<${leaf.name}> appears twice`);
-        leaves.set(leaf.name, leaf.text);
+      const after = lt + 2 + (name?.length ?? 0);
+      if (name !== undefined && text.startsWith(name, lt + 2) && text.charCodeAt(after) === 62 /* > */) {
+        i = after + 1; // the usual </name>, without a regex
+      } else {
+        END_TAG.lastIndex = lt;
+        const match = END_TAG.exec(text);
+        if (!match) throw bad("malformed end tag");
+        if (name !== match[1]) throw bad(name ? `</${match[1]}> closes <${name}>` : `</${match[1]}> has no start tag`);
+        i = END_TAG.lastIndex;
       }
+      if (open.length === 1 && leaf) leaves.set(leaf.name, leaf.text);
       if (open.length <= 1) leaf = undefined;
       if (open.length === 0) rootDone = true;
-      i = END_TAG.lastIndex;
     } else {
       START_TAG.lastIndex = lt;
       const match = START_TAG.exec(text);
@@ -108,21 +147,40 @@ export function scanXml(text: string): Map<string, string> {
   return leaves;
 }
 
-const REFERENCE = /&(?:(lt|gt|amp|quot|apos)|#([0-9]{1,7})|#x([0-9A-Fa-f]{1,6}));|&/g;
+const VALID_REFERENCES = /&(?!(?:lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)/;
 const PREDEFINED: Record<string, string> = { lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" };
+
+function checkReferences(raw: string): void {
+  if (VALID_REFERENCES.test(raw)) {
+    throw bad("an '&' that is neither one of the five XML entities nor a character reference (entities are never expanded)");
+  }
+}
+
+function countOf(text: string, char: string): number {
+  let count = 0;
+  for (let at = text.indexOf(char); at !== -1; at = text.indexOf(char, at + 1)) count++;
+  return count;
+}
 
 /** Character data outside CDATA: the five predefined entities and numeric references, nothing else. */
 export function decodeText(raw: string): string {
   if (!raw.includes("&")) return raw;
-  return raw.replace(REFERENCE, (whole, name: string | undefined, decimal: string | undefined, hex: string | undefined) => {
-    if (name) return PREDEFINED[name]!;
-    if (decimal === undefined && hex === undefined) {
-      throw bad("an '&' that is neither one of the five XML entities nor a character reference (entities are never expanded)");
+  checkReferences(raw);
+  const parts = raw.split("&");
+  let out = parts[0]!;
+  for (let i = 1; i < parts.length; i++) {
+    const part = parts[i]!;
+    const semicolon = part.indexOf(";");
+    const name = part.slice(0, semicolon);
+    let char = PREDEFINED[name];
+    if (char === undefined) {
+      const code = name.charCodeAt(1) === 120 /* x */ ? parseInt(name.slice(2), 16) : Number(name.slice(1));
+      if (!isXmlChar(code)) throw bad(`character reference &${name}; is not an XML character`);
+      char = String.fromCodePoint(code);
     }
-    const code = decimal !== undefined ? Number(decimal) : parseInt(hex!, 16);
-    if (!isXmlChar(code)) throw bad(`character reference ${whole} is not an XML character`);
-    return String.fromCodePoint(code);
-  });
+    out += char + part.slice(semicolon + 1);
+  }
+  return out;
 }
 
 function isXmlChar(code: number): boolean {
@@ -145,6 +203,7 @@ const parser = new XMLParser({
   ignorePiTags: true,
   parseTagValue: false, // MsgId must stay an exact string; numbers are converted where known
   trimValues: false, // message content keeps its spaces
+  jPath: false, // no path strings built per tag: nothing here reads them
 });
 
 type Node = Record<string, unknown>;
@@ -152,7 +211,7 @@ export type XmlValue = string | { [name: string]: XmlValue | XmlValue[] };
 
 /** An XML push → its root's children: text fields as strings, nested elements as objects. */
 export function parseXml(text: string): Record<string, XmlValue> {
-  scanXml(text);
+  checkXml(text);
   let document: Node[];
   try {
     document = parser.parse(text) as Node[];

@@ -40,7 +40,10 @@ describe("XML, never expanding an entity", () => {
     const deep = "<a>".repeat(20) + "</a>".repeat(20);
     expect(() => scanXml(deep)).toThrow(/nested deeper/);
     const many = `<xml>${Array.from({ length: 600 }, (_, i) => `<F${i}>x</F${i}>`).join("")}</xml>`;
-    expect(() => scanXml(many)).toThrow(/more than 512 elements/);
+    expect(() => scanXml(many)).toThrow(/more than 64 elements/);
+    expect(() => parseXml(`<xml><Content>${"x".repeat(16_385)}</Content></xml>`)).toThrow(/16384 characters of text outside CDATA/);
+    expect(parseXml(`<xml><Content><![CDATA[${"x".repeat(40_000)}]]></Content></xml>`).Content).toHaveLength(40_000);
+    expect(() => parseXml(`<xml><Content>${"&lt;".repeat(1025)}</Content></xml>`)).toThrow(/1024 character references/);
     expect(() => scanXml("<xml><a>1</a></xml><xml/>")).toThrow(/more than one root/);
     expect(() => scanXml("<xml><a>1</b></xml>")).toThrow(/closes <a>/);
     expect(() => scanXml("<xml><a>1</a>")).toThrow(/not closed/);

@@ -9,7 +9,7 @@ import { baiduTicket, wechatHandshake, wechatSample } from "../fixtures/vectors.
 import { conversation } from "../../src/conversation/conversation.ts";
 import { requireApp, requireConfig } from "../../src/app-config.ts";
 import { receive } from "../../src/push/receive.ts";
-import { PUSH_BODY_LIMIT } from "../../src/push/route.ts";
+import { PUSH_BODY_LIMIT } from "../../src/protocol/push.ts";
 import { env, logsOf, postRaw, sealFor, sendPush, textPush } from "../helpers.ts";
 
 const now = () => String(Math.floor(Date.now() / 1000));

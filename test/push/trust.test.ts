@@ -3,7 +3,7 @@ import { conversation } from "../../src/conversation/conversation.ts";
 import { aesKey, encrypt } from "../../src/protocol/cipher.ts";
 import { encode, queryString, sealPush } from "../../src/protocol/seal.ts";
 import { sha1Signature } from "../../src/protocol/signature.ts";
-import { PUSH_BODY_LIMIT } from "../../src/push/route.ts";
+import { PUSH_BODY_LIMIT } from "../../src/protocol/push.ts";
 import { testApps } from "../fixtures/apps.ts";
 import { env, logsOf, postRaw, sealFor, sendPush, textPush, uniqueId, webhookDeliveries } from "../helpers.ts";
 
@@ -102,7 +102,8 @@ describe("hostile XML", () => {
     const plain = sealFor(textPush(), { app: "bd-plain" });
     const q = queryString(plain.query);
     const deepJson = "[".repeat(PUSH_BODY_LIMIT / 2) + "]".repeat(PUSH_BODY_LIMIT / 2);
-    expect(await refused(await postRaw(`/push/bd-plain${q}`, `{"a":${deepJson.slice(0, PUSH_BODY_LIMIT - 10)}}`), 400, "bad_json")).toBe("body is not valid JSON");
+    expect(await refused(await postRaw(`/push/bd-plain${q}`, `{"a":${deepJson.slice(0, PUSH_BODY_LIMIT - 10)}}`), 400, "bad_json")).toMatch(/more than 32 objects/);
+    expect(await refused(await postRaw(`/push/bd-plain${q}`, `{"a":[1,2}`), 400, "bad_json")).toBe("body is not valid JSON");
     const deepXml = "<a>".repeat(5000) + "</a>".repeat(5000);
     expect(await refused(await postRaw(`/push/bd-plain${q}`, deepXml), 400, "bad_xml")).toMatch(/nested deeper than 8/);
   });
