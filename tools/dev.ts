@@ -184,7 +184,7 @@ function wranglerOutput(): (line: string) => void {
     const event = workerEvent(line);
     if (event) return print(describeEvent(event));
     if (/^\[wrangler:info\] (Ready on |[A-Z]+ \/\S* \d{3} |QUEUE \S+ \d+\/\d+)/.test(line)) return;
-    if (/^⎔ (Starting local server|Reloading local server|Connection status updated)/.test(line)) return;
+    if (/^⎔ (Starting local server|Connection status updated)/.test(line)) return;
     print(line);
   };
 }
