@@ -44,7 +44,7 @@ examples:
   npm run simulate -- --app demo-wechat --type event --event user_enter_tempsession
   npm run simulate -- --app demo-baidu --handshake`;
 
-/** Baidu appends a platform id, not the appId, to the encrypted message (PROTOCOL.md §4). */
+/** Baidu appends a platform id, not the appId, to the encrypted message (README, "Limits and choices"). */
 const BAIDU_TRAILING_ID = "20073496";
 const SHOWN_CHARS = 160;
 

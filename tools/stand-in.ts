@@ -1,6 +1,7 @@
 // Local stand-in for the Baidu and WeChat customer-service APIs plus a business webhook receiver.
-// Nothing on the dev machine can reach the real platforms, so this mimics their wire behaviour
-// (see /work/shared/PROTOCOL.md §7) and adds a control API under /__standin/ for tests.
+// Nothing on the dev machine can reach the real platforms, so this mimics their documented wire
+// behaviour and adds a control API under /__standin/ for tests and for trying faults by hand
+// (README, "Trying faults").
 // State is kept per identity (client_id / appid / openid / webhook path) so parallel tests that use
 // different identities never see each other's tokens, scripts or counters.
 
