@@ -106,7 +106,7 @@ print(
     `  stand-in   ${standIn.url}: Baidu + WeChat APIs, and the business webhook at /webhook`,
     '             each webhook delivery prints a "webhook ▸" line here',
     `  state      ${relative(ROOT, STATE_DIR)}: conversations, quotas and queues survive restarts; npm start -- --fresh starts empty`,
-    `  try        npm run simulate -- --app ${[...apps.keys()][0]} --content 你好`,
+    `  try        npm run simulate -- --app ${[...apps.keys()][0]} --content 你好${flags.port === 8787 ? "" : ` --url ${workerUrl}`}`,
     "",
   ].join("\n"),
 );
