@@ -9,6 +9,7 @@ import type { SealedPush } from "../src/protocol/seal.ts";
 import { sha1Signature } from "../src/protocol/signature.ts";
 import { DEMO_ENV_FILE, readApps } from "./demo-apps.ts";
 import type { PushApp } from "./demo-apps.ts";
+import { refusal } from "./simulate-options.ts";
 
 const HELP = `usage: npm run simulate -- [options]
 
@@ -27,11 +28,15 @@ went out and what came back.
   --mode MODE           plaintext | compatible | safe            (default safe)
   --format FORMAT       xml | json                               (default Baidu json, WeChat xml)
   --envelope WHERE      query | body: where msg_signature and its inputs travel; body is Baidu's
-                        third-party envelope {Nonce, TimeStamp, Encrypt, MsgSignature} (default query)
+                        third-party envelope {Nonce, TimeStamp, Encrypt, MsgSignature}, so Baidu
+                        and an encrypted --mode only (default query)
   --repeat N            send the very same sealed push N times, as the platform retries (default 1)
   --handshake           the URL check instead of a push: Baidu POST with signature, timestamp,
                         nonce, echoStr; WeChat GET with echostr
   -h, --help            this text
+
+Combinations no platform sends are refused (exit 2): --content without --type text, --handshake
+with message options, --envelope body with --mode plaintext or a WeChat app, …
 
 examples:
   npm run simulate -- --app demo-wechat --content hello
@@ -39,29 +44,47 @@ examples:
   npm run simulate -- --app demo-wechat --type event --event user_enter_tempsession
   npm run simulate -- --app demo-baidu --handshake`;
 
-/** Baidu appends a platform id, not the appId, to the encrypted message (PROTOCOL.md §4). */
+/** Baidu appends a platform id, not the appId, to the encrypted message (README, "Limits and choices"). */
 const BAIDU_TRAILING_ID = "20073496";
 const SHOWN_CHARS = 160;
 
-const { values: opts } = parseArgs({
-  options: {
-    url: { type: "string", default: "http://localhost:8787" },
-    app: { type: "string" },
-    "apps-file": { type: "string", default: DEMO_ENV_FILE },
-    openid: { type: "string", default: "oSimulatedUser0000000000001" },
-    type: { type: "string", default: "text" },
-    content: { type: "string", default: "你好，我想咨询一下订单" },
-    "pic-url": { type: "string", default: "https://example.com/kefu-edge/photo.jpg" },
-    event: { type: "string", default: "user_enter_tempsession" },
-    "msg-id": { type: "string" },
-    mode: { type: "string", default: "safe" },
-    format: { type: "string" },
-    envelope: { type: "string", default: "query" },
-    repeat: { type: "string", default: "1" },
-    handshake: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
+const DEFAULTS = {
+  openid: "oSimulatedUser0000000000001",
+  type: "text",
+  content: "你好，我想咨询一下订单",
+  "pic-url": "https://example.com/kefu-edge/photo.jpg",
+  event: "user_enter_tempsession",
+  mode: "safe",
+  envelope: "query",
+  repeat: "1",
+};
+
+// No defaults in parseArgs: what was given decides which combinations are refused (simulate-options.ts).
+let given;
+try {
+  ({ values: given } = parseArgs({
+    options: {
+      url: { type: "string", default: "http://localhost:8787" },
+      app: { type: "string" },
+      "apps-file": { type: "string", default: DEMO_ENV_FILE },
+      openid: { type: "string" },
+      type: { type: "string" },
+      content: { type: "string" },
+      "pic-url": { type: "string" },
+      event: { type: "string" },
+      "msg-id": { type: "string" },
+      mode: { type: "string" },
+      format: { type: "string" },
+      envelope: { type: "string" },
+      repeat: { type: "string" },
+      handshake: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }));
+} catch (error) {
+  fail((error as Error).message);
+}
+const opts = { ...DEFAULTS, ...given };
 
 if (opts.help) {
   console.log(HELP);
@@ -76,7 +99,8 @@ const format = oneOf("format", opts.format ?? (app.platform === "baidu" ? "json"
 const envelope = oneOf("envelope", opts.envelope, ["query", "body"] as const);
 const repeat = Number(opts.repeat);
 if (!Number.isInteger(repeat) || repeat < 1) fail("--repeat needs a positive integer");
-if (mode !== "plaintext" && !app.encodingAesKey) fail(`${app.name} has no encodingAesKey: use --mode plaintext`);
+const refused = refusal(given, app);
+if (refused) fail(refused);
 
 const pushUrl = `${opts.url.replace(/\/+$/, "")}/push/${app.name}`;
 const failures = opts.handshake ? await handshake(app) : await push(app);

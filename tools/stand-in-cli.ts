@@ -1,5 +1,6 @@
 // Runs the Baidu/WeChat/webhook stand-in from the command line. Every stdout line is JSON:
-// first {"event":"listening","url":…}, then one line per request handled.
+// first {"event":"listening","url":…}, then one line per request handled. Its control API
+// (/__standin/script and the rest) is in the README's "Trying faults".
 //   node tools/stand-in-cli.ts [--port 8788] [--host 127.0.0.1] [--webhook-secret S]
 //                              [--token-ttl SECONDS] [--wechat-grace SECONDS]
 

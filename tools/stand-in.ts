@@ -1,6 +1,7 @@
 // Local stand-in for the Baidu and WeChat customer-service APIs plus a business webhook receiver.
-// Nothing on the dev machine can reach the real platforms, so this mimics their wire behaviour
-// (see /work/shared/PROTOCOL.md §7) and adds a control API under /__standin/ for tests.
+// Nothing on the dev machine can reach the real platforms, so this mimics their documented wire
+// behaviour and adds a control API under /__standin/ for tests and for trying faults by hand
+// (README, "Trying faults").
 // State is kept per identity (client_id / appid / openid / webhook path) so parallel tests that use
 // different identities never see each other's tokens, scripts or counters.
 
@@ -299,16 +300,15 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
       const data = isPlainObject(call.body) ? call.body.data : undefined;
       return (isPlainObject(data) && stringField(data, 'openid')) || call.path;
     },
-    answer(call, record) {
-      if (options.webhookSecret === undefined) {
-        record.verified = null;
-        return { status: 204 };
-      }
-      const verified = verifyStandardWebhook(options.webhookSecret, call.headers, call.rawBody);
-      record.verified = verified;
-      return verified ? { status: 204 } : { status: 401, body: { error: 'webhook signature mismatch' } };
+    answer(_call, record) {
+      return record.verified === false ? { status: 401, body: { error: 'webhook signature mismatch' } } : { status: 204 };
     },
   };
+
+  /** Checked for every delivery, scripted ones too: a scripted failure is still signed (or not). */
+  function verifyWebhook(call: IncomingCall, record: RequestRecord) {
+    record.verified = options.webhookSecret === undefined ? null : verifyStandardWebhook(options.webhookSecret, call.headers, call.rawBody);
+  }
 
   function findEndpoint(method: string, path: string): Endpoint | undefined {
     if (path === '/oauth/2.0/token' && (method === 'GET' || method === 'POST')) return baiduToken;
@@ -432,6 +432,7 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
       at: new Date(started).toISOString(), platform: endpoint.platform, kind: endpoint.kind, match,
       method, path, query, headers: call.headers, body: call.body, status: null, response: null, scripted,
     };
+    if (endpoint === webhook) verifyWebhook(call, record);
     records.push(record);
     if (records.length > MAX_RECORDS) records.splice(0, records.length - MAX_RECORDS);
     const c = countersFor(match);

@@ -2,6 +2,7 @@
 
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -19,9 +20,17 @@ export interface WranglerDevOptions {
   /** Local KV / Durable Object state; wrangler's default is .wrangler/state. */
   persistTo?: string;
   logLevel?: "debug" | "info" | "log" | "warn" | "error" | "none";
-  /** Where wrangler's and the Worker's output goes: this terminal, or an open file descriptor. */
-  output?: "inherit" | number;
+  /** Where wrangler's and the Worker's output goes: this terminal, an open file descriptor, or line by line to a function. */
+  output?: "inherit" | number | ((line: string) => void);
 }
+
+// Local only: no telemetry, no fetch of `Request.cf` from workers.cloudflare.com (the Worker gets
+// miniflare's placeholder), no wrangler banner and with it no update check against the npm registry.
+const OFFLINE_ENV = {
+  WRANGLER_SEND_METRICS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  WRANGLER_HIDE_BANNER: "true",
+};
 
 export interface WranglerDev {
   url: string;
@@ -41,8 +50,17 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
   for (const [name, value] of Object.entries(options.vars ?? {})) args.push("--var", `${name}:${value}`);
 
   const output = options.output ?? "inherit";
+  const stdio = typeof output === "function" ? "pipe" : output;
   // Its own process group, so stop() reaches wrangler and the workerd it spawns, and nothing else.
-  const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ["ignore", output, output] });
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    detached: true,
+    stdio: ["ignore", stdio, stdio],
+    env: { ...process.env, ...OFFLINE_ENV },
+  });
+  if (typeof output === "function") {
+    for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on("line", output);
+  }
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   // Should this process die without calling stop(), take the Worker down with it.
   const killOnExit = () => signalGroup(child, "SIGKILL");
