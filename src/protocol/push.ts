@@ -114,7 +114,7 @@ function openEncrypted(query: Params, body: string, secrets: PushSecrets, clock:
   requireFresh(timestamp, clock);
   const { message, trailingId } = decrypt(encrypted, aesKey(secrets.encodingAesKey ?? ""));
   if (secrets.requiredTrailingId !== undefined && trailingId !== secrets.requiredTrailingId) {
-    throw new KefuError("wrong_trailing_id", "decrypted push belongs to another appid (trailing id mismatch)", { trailingId });
+    throw new KefuError("wrong_trailing_id", "decrypted push belongs to another appid (trailing id mismatch)");
   }
   let inner;
   try {
