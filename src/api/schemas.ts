@@ -10,6 +10,8 @@ import "../zod.ts";
 /**
  * The shapes of the REST API and of the webhook payload. Routes validate with them, handlers are
  * typed by them, GET /openapi.json is generated from them, and the webhook payload is typed by them.
+ * Answers are strict (no field the document does not name), bodies in are not (unknown fields are
+ * ignored, as before).
  */
 
 const text = (max = 4096) => z.string().regex(/\S/, "must be a non-empty string").max(max);
@@ -21,7 +23,7 @@ const httpUrl = z
 const timestamp = z.string().openapi({ format: "date-time" });
 
 export const Quota = z
-  .object({
+  .strictObject({
     remaining: z.number().int().openapi({ description: "Replies the platform will still take in this window" }),
     windowExpiresAt: timestamp.nullable().openapi({ description: "When the window closes; null when closed" }),
   })
@@ -29,8 +31,8 @@ export const Quota = z
 
 /** `{"error":{"code","message",…}}` with the codes one answer can carry. */
 export function errorSchema<const C extends readonly [string, ...string[]]>(codes: C) {
-  return z.object({
-    error: z.object({
+  return z.strictObject({
+    error: z.strictObject({
       code: z.enum(codes),
       message: z.string().openapi({ description: "What was wrong, in words for a person" }),
       field: z.string().optional().openapi({ description: "invalid_body: the path of the first wrong field" }),
@@ -117,10 +119,10 @@ export const IdempotencyHeaders = z.object({
 });
 
 export const Accepted = z
-  .object({ id: z.string(), status: z.literal("queued"), quota: Quota })
+  .strictObject({ id: z.string(), status: z.literal("queued"), quota: Quota })
   .openapi("Accepted");
 
-const ReplyError = z.object({
+const ReplyError = z.strictObject({
   code: z.string().openapi({ description: "quota_exhausted, window_closed, platform_rejected, retries_exhausted, …" }),
   platformCode: z.number().int().optional().openapi({ description: "The platform's errno / errcode / error_code" }),
   message: z.string(),
@@ -135,16 +137,16 @@ const replyStateFields = {
   error: ReplyError.optional(),
 };
 
-export const ReplyState = z.object(replyStateFields).openapi("ReplyState");
+export const ReplyState = z.strictObject(replyStateFields).openapi("ReplyState");
 
-const ReplyOut = z.object({
+const ReplyOut = z.strictObject({
   reply: z.discriminatedUnion("type", [
-    z.object({ type: z.literal("text"), content: z.string() }),
-    z.object({ type: z.literal("image"), picUrl: z.string().optional(), mediaId: z.string().optional() }),
-    z.object({ type: z.literal("link"), link: z.object({ title: z.string(), description: z.string(), url: z.string(), thumbUrl: z.string() }) }),
-    z.object({
+    z.strictObject({ type: z.literal("text"), content: z.string() }),
+    z.strictObject({ type: z.literal("image"), picUrl: z.string().optional(), mediaId: z.string().optional() }),
+    z.strictObject({ type: z.literal("link"), link: z.strictObject({ title: z.string(), description: z.string(), url: z.string(), thumbUrl: z.string() }) }),
+    z.strictObject({
       type: z.literal("miniprogrampage"),
-      miniprogrampage: z.object({ title: z.string(), pagePath: z.string(), thumbMediaId: z.string() }),
+      miniprogrampage: z.strictObject({ title: z.string(), pagePath: z.string(), thumbMediaId: z.string() }),
     }),
   ]),
   userType: z.union([z.literal(1), z.literal(2)]).optional(),
@@ -159,13 +161,13 @@ const rawValue = z.union([
   z.number(),
   z.boolean(),
   z.null(),
-  z.custom<object>((v) => typeof v === "object" && v !== null).openapi({ type: "object", description: "a nested value, as parsed" }),
+  z.custom<object>((v) => typeof v === "object" && v !== null).openapi({ type: ["object", "array"], description: "a nested value, as parsed" }),
 ]);
 
 const optionalText = z.string().optional();
 
 export const MessageSchema = z
-  .object({
+  .strictObject({
     platform: z.enum(["baidu", "wechat"]),
     app: z.string().openapi({ description: "The app's name in KEFU_APPS" }),
     openid: z.string().openapi({ description: "FromUserName: the user's openid" }),
@@ -192,7 +194,7 @@ true satisfies (Message extends z.infer<typeof MessageSchema> ? (z.infer<typeof 
 
 /** What the webhook receives for each accepted message (the body of the signed POST). */
 export const WebhookPayloadSchema = z
-  .object({
+  .strictObject({
     type: z.literal("message.received"),
     timestamp: timestamp.openapi({ description: "When this delivery was made" }),
     data: MessageSchema,
@@ -201,14 +203,14 @@ export const WebhookPayloadSchema = z
 
 export type WebhookPayload = z.infer<typeof WebhookPayloadSchema>;
 
-const ForwardState = z.object({
+const ForwardState = z.strictObject({
   status: z.enum(["pending", "delivered", "failed"]),
   attempts: z.number().int(),
   error: z.string().optional(),
 });
 
 export const HistoryEntry = z
-  .object({
+  .strictObject({
     direction: z.enum(["in", "out"]),
     at: timestamp,
     message: MessageSchema.optional().openapi({ description: "in: the message" }),
@@ -218,7 +220,7 @@ export const HistoryEntry = z
   .openapi("HistoryEntry");
 
 export const ConversationSchema = z
-  .object({
+  .strictObject({
     app: z.string(),
     openid: z.string(),
     quota: Quota,
@@ -228,8 +230,8 @@ export const ConversationSchema = z
   .openapi("Conversation");
 
 export const ConversationPage = z
-  .object({
-    conversations: z.array(z.object({ openid: z.string(), lastActiveAt: timestamp })),
+  .strictObject({
+    conversations: z.array(z.strictObject({ openid: z.string(), lastActiveAt: timestamp })),
     next: z.string().optional().openapi({ description: "Pass as `before` for the next page; absent on the last page" }),
   })
   .openapi("ConversationPage");
