@@ -27,7 +27,11 @@ app.use("*", async (c, next) => {
  */
 app.get(
   "/health",
-  (c, next) => (c.req.header("authorization") === undefined ? next() : apiKeyCheck(c, async () => c.set("authenticated", true)).then(next)),
+  // A caller who sends a key has it checked (401 when wrong); one who sends none stays anonymous.
+  async (c, next) => {
+    if (c.req.header("authorization") !== undefined) await apiKeyCheck(c, async () => c.set("authenticated", true));
+    await next();
+  },
   (c) => {
     const result = readConfig(c.env);
     const status = result.ok ? 200 : 503;
