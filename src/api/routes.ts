@@ -39,27 +39,25 @@ export const api = new OpenAPIHono<HonoEnv>({ defaultHook: schemaRefusal });
 
 // ---- who may call: CORS (when configured), then the API key, then a valid configuration -------
 
-const corsFor = new Map<string, MiddlewareHandler>();
-
-/** Hono's CORS for the configured origins; preflights are answered here, before the key check. */
-api.use("*", async (c, next) => {
+/** The configured browser origins (KEFU_CORS_ORIGINS); none while they cannot be read. */
+const corsOrigins = (c: Context<HonoEnv>) => {
   const access = readAccess(c.env);
-  const origins = access.ok ? access.corsOrigins : [];
-  if (origins.length === 0) return next();
-  const key = origins.join(",");
-  let middleware = corsFor.get(key);
-  if (!middleware) {
-    middleware = cors({
-      origin: origins.includes("*") ? "*" : origins,
-      allowMethods: ["GET", "POST"],
-      allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
-      exposeHeaders: ["Idempotent-Replayed"],
-      maxAge: 600,
-    });
-    corsFor.set(key, middleware);
-  }
-  return middleware(c, next);
+  return access.ok ? access.corsOrigins : [];
+};
+
+const allowedOrigins = cors({
+  origin: (origin, c) => {
+    const allowed = corsOrigins(c);
+    return allowed.includes("*") ? "*" : allowed.includes(origin) ? origin : null;
+  },
+  allowMethods: ["GET", "POST"],
+  allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
+  exposeHeaders: ["Idempotent-Replayed"],
+  maxAge: 600,
 });
+
+// Hono's CORS, only when origins are configured; preflights are answered here, before the key check.
+api.use("*", (c, next) => (corsOrigins(c).length > 0 ? allowedOrigins(c, next) : next()));
 
 const refuse = (message: string) => (c: Context) => c.json({ error: { code: "unauthorized", message } }, 401);
 
@@ -92,10 +90,8 @@ function apiConfig(env: HonoEnv["Bindings"]): Config {
 }
 
 /** The app of the path, before the request's own fields are looked at (404 before 400). */
-const knownApp = createMiddleware<HonoEnv & { Variables: { app: AppConfig; config: Config } }>(async (c, next) => {
-  const config = apiConfig(c.env);
-  c.set("config", config);
-  c.set("app", requireApp(config, c.req.param("app") ?? ""));
+const knownApp = createMiddleware<HonoEnv & { Variables: { app: AppConfig } }>(async (c, next) => {
+  c.set("app", requireApp(apiConfig(c.env), c.req.param("app") ?? ""));
   await next();
 });
 
