@@ -1,13 +1,15 @@
-import { Hono } from "hono";
-import { openapi } from "./api/openapi.ts";
-import { api } from "./api/routes.ts";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { HTTPException } from "hono/http-exception";
+import { apiKeyCheck, api } from "./api/routes.ts";
+import { WebhookPayloadSchema } from "./api/schemas.ts";
 import { readConfig } from "./config.ts";
 import type { HonoEnv } from "./env.ts";
 import { log } from "./log.ts";
 import { KefuError } from "./protocol/errors.ts";
 import { push } from "./push/route.ts";
+import { z } from "./zod.ts";
 
-export const app = new Hono<HonoEnv>();
+export const app = new OpenAPIHono<HonoEnv>();
 
 // One JSON line per request: the handler adds what it knows (app, openid, msgId, outcome), and
 // errors add their code and reason. Never secrets, never message bodies.
@@ -19,30 +21,78 @@ app.use("*", async (c, next) => {
   log(event, { method: c.req.method, path: c.req.routePath, status: c.res.status, ...c.get("log"), ms: Date.now() - started });
 });
 
-/** Whether the configuration is valid, and which apps it has; no secrets. */
-app.get("/health", (c) => {
-  const result = readConfig(c.env);
-  if (!result.ok) return c.json({ ok: false, problems: result.problems }, 503);
-  const { config } = result;
-  return c.json({
-    ok: true,
-    apps: [...config.apps.values()].map((a) => ({
-      name: a.name,
-      platform: a.platform,
-      encrypted: a.encodingAesKey !== undefined,
-      canSend: a.appKey !== undefined && a.appSecret !== undefined,
-    })),
-    api: config.apiKey !== undefined,
-    webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
-  });
-});
-
-app.get("/openapi.json", (c) => c.json(openapi));
+/**
+ * Whether the configuration is valid. The push URL's host is public, so without the API key this
+ * says only `{"ok"}`; with it, the apps, what they can do and the problems by field (never secrets).
+ */
+app.get(
+  "/health",
+  // A caller who sends a key has it checked (401 when wrong); one who sends none stays anonymous.
+  async (c, next) => {
+    if (c.req.header("authorization") !== undefined) await apiKeyCheck(c, async () => c.set("authenticated", true));
+    await next();
+  },
+  (c) => {
+    const result = readConfig(c.env);
+    const status = result.ok ? 200 : 503;
+    if (!c.get("authenticated")) return c.json({ ok: result.ok }, status);
+    if (!result.ok) return c.json({ ok: false, problems: result.problems }, 503);
+    const { config } = result;
+    return c.json({
+      ok: true,
+      apps: [...config.apps.values()].map((a) => ({
+        name: a.name,
+        platform: a.platform,
+        mode: a.mode,
+        encrypted: a.encodingAesKey !== undefined,
+        canSend: a.appKey !== undefined && a.appSecret !== undefined,
+      })),
+      api: config.apiKeys.length > 0,
+      cors: config.corsOrigins,
+      webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
+    });
+  },
+);
 
 app.route("/push", push);
 app.route("/api", api);
 
+// What the business's webhook receives, from the schema the forward is typed by.
+app.openAPIRegistry.registerWebhook({
+  method: "post",
+  path: "message.received",
+  summary: "An accepted message, forwarded to KEFU_WEBHOOK_URL (Standard Webhooks signing)",
+  request: {
+    headers: z.object({
+      "webhook-id": z.string().openapi({ description: "Stable per message: de-duplicate on it" }),
+      "webhook-timestamp": z.string().openapi({ description: "Unix seconds of this attempt" }),
+      "webhook-signature": z.string().optional().openapi({ description: "v1,<base64 HMAC-SHA256>, with KEFU_WEBHOOK_SECRET set" }),
+    }),
+    body: { required: true, content: { "application/json": { schema: WebhookPayloadSchema } } },
+  },
+  responses: {
+    200: { description: "Any 2xx within KEFU_CALL_TIMEOUT_MS acknowledges; anything else is retried with backoff" },
+  },
+});
+
+app.doc31("/openapi.json", {
+  openapi: "3.1.0",
+  info: {
+    title: "kefu-edge",
+    version: "1",
+    description:
+      "Reply to mini-program users through Baidu's or WeChat's customer-service send API, within the platform's reply window and quota.",
+  },
+  security: [{ bearer: [] }],
+});
+
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+/** Hono's own refusals (a body that is not JSON, not sent as JSON), in our words and shape. */
+const httpExceptions: Record<number, { code: string; message: string; field?: string }> = {
+  400: { code: "invalid_body", message: "body: must be a JSON object", field: "body" },
+  415: { code: "unsupported_media_type", message: "send the body as application/json" },
+};
 
 // The one place errors become HTTP. Anything unexpected is a 503: the caller may retry, and
 // nothing was acknowledged.
@@ -51,6 +101,13 @@ app.onError((error, c) => {
   if (error instanceof KefuError) {
     c.set("log", { ...fields, outcome: "rejected", code: error.code, reason: error.message });
     return c.json({ error: { code: error.code, message: error.message, ...error.details } }, error.status as 400);
+  }
+  if (error instanceof HTTPException) {
+    c.set("log", { ...fields, outcome: "rejected", status: error.status });
+    // bearerAuth's refusals are already ours (401, WWW-Authenticate); the others get our shape.
+    if (error.res) return error.getResponse();
+    const known = httpExceptions[error.status] ?? { code: "bad_request", message: "request refused" };
+    return c.json({ error: known }, error.status);
   }
   c.set("log", { ...fields, outcome: "error", reason: String(error), stack: (error as Error)?.stack });
   return c.json({ error: { code: "unavailable", message: "temporarily unavailable, retry" } }, 503);

@@ -1,9 +1,11 @@
+import { log } from "./log.ts";
 import { isEncodingAesKey } from "./protocol/cipher.ts";
 import type { Platform } from "./protocol/codec.ts";
 import type { SecurityMode } from "./protocol/push.ts";
 import { baidu } from "./platforms/baidu.ts";
 import type { PlatformRules } from "./platforms/platform.ts";
 import { defaultSessionGrant, wechatRules } from "./platforms/wechat.ts";
+import { issuePath, z } from "./zod.ts";
 
 /** One configured mini program (or third-party platform), as given in KEFU_APPS. */
 export interface AppConfig {
@@ -16,7 +18,7 @@ export interface AppConfig {
   mode: SecurityMode;
   /** Baidu: the mini program's appId; WeChat: the appid (checked against decrypted pushes). */
   appId?: string;
-  /** Send-side credentials: Baidu App Key / App Secret, WeChat appid / AppSecret. */
+  /** Send-side credentials: Baidu App Key / App Secret, WeChat appid (default: appId) / AppSecret. */
   appKey?: string;
   appSecret?: string;
   /** Baidu user_type used when a reply does not say: 1 guest, 2 Baidu account. */
@@ -26,7 +28,10 @@ export interface AppConfig {
 
 export interface Config {
   apps: ReadonlyMap<string, AppConfig>;
-  apiKey?: string;
+  /** Bearer keys of the REST API (KEFU_API_KEY and KEFU_API_KEYS); any one of them opens it. */
+  apiKeys: string[];
+  /** Origins allowed to call the API from a browser; empty: no CORS. */
+  corsOrigins: string[];
   webhook?: { url: string; secret?: string };
   apiBase: Record<Platform, string>;
   /** KV de-dupe entry lifetime; platforms retry within seconds, KV's minimum is 60. */
@@ -42,169 +47,204 @@ export interface Config {
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
 
+// ---- one schema per setting; a problem reads "<where> <why>", never the value ----------------
+
+const nonEmpty = (required = "is required") =>
+  z.string({ error: (issue) => (issue.input === undefined ? required : "must be a non-empty string") }).min(1, "must be a non-empty string");
+
+const APP_FIELDS = ["platform", "token", "encodingAesKey", "mode", "appId", "appKey", "appSecret", "userType"] as const;
+
+const present = (value: unknown) => typeof value === "string" && value !== "";
+
+/** One entry of KEFU_APPS, checked on its own. */
+const appSchema = z
+  .strictObject({
+    platform: z.enum(["baidu", "wechat"], { error: 'must be "baidu" or "wechat"' }),
+    token: nonEmpty("is required (the Token set in the console)"),
+    encodingAesKey: nonEmpty().refine(isEncodingAesKey, "must be 43 characters of [A-Za-z0-9]").optional(),
+    mode: z.enum(["plaintext", "compatible", "safe"], { error: 'must be "plaintext", "compatible" or "safe"' }).optional(),
+    appId: nonEmpty().optional(),
+    appKey: nonEmpty().optional(),
+    appSecret: nonEmpty().optional(),
+    userType: z.union([z.literal(1), z.literal(2)], { error: "must be 1 (guest) or 2 (Baidu account)" }).default(1),
+  })
+  // Rules across fields run even when a field is wrong, so every problem is reported at once.
+  .check(
+    z.superRefine(
+      (app: Record<string, unknown>, ctx) => {
+        if ((app.mode === "compatible" || app.mode === "safe") && !present(app.encodingAesKey)) {
+          ctx.addIssue({ code: "custom", path: ["mode"], message: `"${app.mode}" needs encodingAesKey (the console's EncodingAESKey)` });
+        }
+        if (app.platform === "wechat" && present(app.encodingAesKey) && !present(app.appId)) {
+          ctx.addIssue({ code: "custom", path: ["appId"], message: "is required with encodingAesKey: WeChat encrypted pushes are checked against it" });
+        }
+      },
+      { when: (payload) => typeof payload.value === "object" && payload.value !== null },
+    ),
+  )
+  .transform((app) => ({
+    ...app,
+    mode: app.mode ?? (app.encodingAesKey ? "safe" : "plaintext"),
+    // WeChat sends with the AppID itself: no need to repeat it as appKey.
+    appKey: app.appKey ?? (app.platform === "wechat" ? app.appId : undefined),
+  }));
+
+const appsSchema = z
+  .string({ error: "is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)" })
+  .min(1, "is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)")
+  .transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "is not valid JSON" }); // the text may hold secrets: never echo it
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), appSchema, {
+      error: (issue) =>
+        issue.code === "invalid_key"
+          ? "is not an app name: app names are 1-64 of [A-Za-z0-9_-]"
+          : 'must be a JSON object keyed by app name, e.g. {"shop":{"platform":"baidu",…}}',
+    }),
+  )
+  .refine((apps) => Object.keys(apps).length > 0, "has no apps");
+
+/** A bearer token as RFC 6750 §2.1 allows it (b64token): what Hono's bearerAuth accepts. */
+const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
+const bearerToken = z.string().regex(BEARER_TOKEN, "is not a bearer token: use only A-Z a-z 0-9 - . _ ~ + / and = at the end");
+
+/** A comma-separated list; blanks and surrounding spaces ignored. */
+const list = <T extends z.ZodType<unknown, string>>(item: T) =>
+  z
+    .string()
+    .optional()
+    .transform((text) => (text ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""))
+    .pipe(z.array(item));
+
+const origin = z
+  .string()
+  .refine((s) => s === "*" || (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol) && new URL(s).origin === s), {
+    message: "must be origins such as https://console.example.com (no path, no trailing /), or *",
+  });
+
+const integer = (fallback: number, min: number) => {
+  const why = `must be an integer ≥ ${min}`;
+  return z.preprocess(
+    (raw) => (raw === undefined || raw === "" ? undefined : Number(raw)),
+    z.number({ error: why }).int({ error: why }).min(min, { error: why }).default(fallback),
+  );
+};
+
+const httpUrl = (fallback?: string) =>
+  z.preprocess(
+    (raw) => raw || fallback,
+    z
+      .string()
+      .refine((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), "must be an http(s) URL")
+      .transform((s) => s.replace(/\/+$/, ""))
+      .optional(),
+  );
+
+/** Who may call the API: read on their own, so the API can authenticate even when other settings are wrong. */
+const accessSettings = {
+  KEFU_API_KEY: z.preprocess((raw) => (typeof raw === "string" ? raw.trim() || undefined : raw), bearerToken.optional()),
+  KEFU_API_KEYS: list(bearerToken),
+  KEFU_CORS_ORIGINS: list(origin),
+};
+
+const settingsSchema = z.object({
+  KEFU_APPS: appsSchema,
+  ...accessSettings,
+  KEFU_WEBHOOK_URL: httpUrl(),
+  KEFU_WEBHOOK_SECRET: z
+    .string()
+    .optional()
+    .transform((s) => s || undefined)
+    .refine((s) => !s?.startsWith("whsec_") || /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(s), "starting with whsec_ must be followed by base64"),
+  BAIDU_API_BASE: httpUrl("https://openapi.baidu.com"),
+  WECHAT_API_BASE: httpUrl("https://api.weixin.qq.com"),
+  KEFU_DEDUPE_TTL_SECONDS: integer(3600, 60),
+  KEFU_HISTORY_DAYS: integer(7, 1),
+  KEFU_SIGNATURE_TOLERANCE_SECONDS: integer(300, 1),
+  WECHAT_SESSION_REPLIES: integer(defaultSessionGrant.replies, 0),
+  WECHAT_SESSION_WINDOW_SECONDS: integer(defaultSessionGrant.seconds, 1),
+  KEFU_RETRY_DELAY_SECONDS: integer(10, 0),
+  KEFU_CALL_TIMEOUT_MS: integer(10_000, 100),
+});
+
+const accessSchema = z.object(accessSettings);
+
 /** The env variables kefu-edge reads; every one is optional so that a bare deploy can say what is missing. */
-export interface KefuVars {
-  KEFU_APPS?: string;
-  KEFU_API_KEY?: string;
-  KEFU_WEBHOOK_URL?: string;
-  KEFU_WEBHOOK_SECRET?: string;
-  BAIDU_API_BASE?: string;
-  WECHAT_API_BASE?: string;
-  KEFU_DEDUPE_TTL_SECONDS?: string;
-  KEFU_HISTORY_DAYS?: string;
-  KEFU_SIGNATURE_TOLERANCE_SECONDS?: string;
-  WECHAT_SESSION_REPLIES?: string;
-  WECHAT_SESSION_WINDOW_SECONDS?: string;
-  KEFU_RETRY_DELAY_SECONDS?: string;
-  KEFU_CALL_TIMEOUT_MS?: string;
-}
+export type KefuVars = { [name in keyof typeof settingsSchema.shape]?: string };
 
-const VAR_NAMES: readonly (keyof KefuVars)[] = [
-  "KEFU_APPS",
-  "KEFU_API_KEY",
-  "KEFU_WEBHOOK_URL",
-  "KEFU_WEBHOOK_SECRET",
-  "BAIDU_API_BASE",
-  "WECHAT_API_BASE",
-  "KEFU_DEDUPE_TTL_SECONDS",
-  "KEFU_HISTORY_DAYS",
-  "KEFU_SIGNATURE_TOLERANCE_SECONDS",
-  "WECHAT_SESSION_REPLIES",
-  "WECHAT_SESSION_WINDOW_SECONDS",
-  "KEFU_RETRY_DELAY_SECONDS",
-  "KEFU_CALL_TIMEOUT_MS",
-];
+const VAR_NAMES = Object.keys(settingsSchema.shape) as (keyof KefuVars)[];
 
-const APP_FIELDS = new Set(["platform", "token", "encodingAesKey", "appId", "appKey", "appSecret", "userType", "mode"]);
-
-let memo: { key: string; result: ConfigResult } | undefined;
-
-/** Reads and validates the configuration once per isolate (again only if the variables change). */
-export function readConfig(env: KefuVars): ConfigResult {
-  const key = VAR_NAMES.map((name) => env[name] ?? "").join("\u0000");
-  if (memo?.key !== key) memo = { key, result: parseConfig(env) };
-  return memo.result;
+/** Each issue as a line: where (variable, app, field) and why, never the value. */
+function problemsOf(error: z.ZodError): string[] {
+  return error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => `${issuePath([...issue.path, key])} is not a known field (${APP_FIELDS.join(", ")})`)
+      : [`${issuePath(issue.path)} ${issue.message}`],
+  );
 }
 
 export function parseConfig(env: KefuVars): ConfigResult {
-  const problems: string[] = [];
-  const number = (name: keyof KefuVars, fallback: number, min: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === "") return fallback;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min) {
-      problems.push(`${name} must be an integer ≥ ${min}`);
-      return fallback;
-    }
-    return value;
+  const parsed = settingsSchema.safeParse(env);
+  if (!parsed.success) return { ok: false, problems: problemsOf(parsed.error) };
+  const s = parsed.data;
+  const rules: Record<Platform, PlatformRules> = {
+    baidu,
+    wechat: wechatRules({ replies: s.WECHAT_SESSION_REPLIES, seconds: s.WECHAT_SESSION_WINDOW_SECONDS }),
   };
-  const url = (name: keyof KefuVars, fallback?: string): string | undefined => {
-    const raw = env[name] || fallback;
-    if (raw === undefined) return undefined;
-    if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
-      problems.push(`${name} must be an http(s) URL`);
-      return undefined;
-    }
-    return raw.replace(/\/+$/, "");
-  };
-
-  const wechat = wechatRules({
-    replies: number("WECHAT_SESSION_REPLIES", defaultSessionGrant.replies, 0),
-    seconds: number("WECHAT_SESSION_WINDOW_SECONDS", defaultSessionGrant.seconds, 1),
-  });
-  const rules: Record<Platform, PlatformRules> = { baidu, wechat };
-  const apps = parseApps(env.KEFU_APPS, rules, problems);
-  const webhookUrl = url("KEFU_WEBHOOK_URL");
-  const config: Config = {
-    apps,
-    apiKey: env.KEFU_API_KEY || undefined,
-    webhook: webhookUrl ? { url: webhookUrl, secret: env.KEFU_WEBHOOK_SECRET || undefined } : undefined,
-    apiBase: {
-      baidu: url("BAIDU_API_BASE", "https://openapi.baidu.com") ?? "",
-      wechat: url("WECHAT_API_BASE", "https://api.weixin.qq.com") ?? "",
+  const apps = new Map(Object.entries(s.KEFU_APPS).map(([name, app]): [string, AppConfig] => [name, { name, ...app, rules: rules[app.platform] }]));
+  return {
+    ok: true,
+    config: {
+      apps,
+      apiKeys: keysOf(s),
+      corsOrigins: s.KEFU_CORS_ORIGINS,
+      webhook: s.KEFU_WEBHOOK_URL ? { url: s.KEFU_WEBHOOK_URL, secret: s.KEFU_WEBHOOK_SECRET } : undefined,
+      apiBase: { baidu: s.BAIDU_API_BASE!, wechat: s.WECHAT_API_BASE! },
+      dedupeTtlSeconds: s.KEFU_DEDUPE_TTL_SECONDS,
+      historyRetentionDays: s.KEFU_HISTORY_DAYS,
+      signatureToleranceSeconds: s.KEFU_SIGNATURE_TOLERANCE_SECONDS,
+      retryDelaySeconds: s.KEFU_RETRY_DELAY_SECONDS,
+      callTimeoutMs: s.KEFU_CALL_TIMEOUT_MS,
     },
-    dedupeTtlSeconds: number("KEFU_DEDUPE_TTL_SECONDS", 3600, 60),
-    historyRetentionDays: number("KEFU_HISTORY_DAYS", 7, 1),
-    signatureToleranceSeconds: number("KEFU_SIGNATURE_TOLERANCE_SECONDS", 300, 1),
-    retryDelaySeconds: number("KEFU_RETRY_DELAY_SECONDS", 10, 0),
-    callTimeoutMs: number("KEFU_CALL_TIMEOUT_MS", 10_000, 100),
   };
-  if (config.webhook?.secret?.startsWith("whsec_") && !/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(config.webhook.secret)) {
-    problems.push("KEFU_WEBHOOK_SECRET starting with whsec_ must be followed by base64");
-  }
-  return problems.length ? { ok: false, problems } : { ok: true, config };
 }
 
-function parseApps(raw: string | undefined, rules: Record<Platform, PlatformRules>, problems: string[]) {
-  const apps = new Map<string, AppConfig>();
-  if (!raw) {
-    problems.push("KEFU_APPS is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)");
-    return apps;
+export type AccessResult = { ok: true; apiKeys: string[]; corsOrigins: string[] } | { ok: false; problems: string[] };
+
+/** The API keys and CORS origins alone. */
+export function parseAccess(env: KefuVars): AccessResult {
+  const parsed = accessSchema.safeParse(env);
+  if (!parsed.success) return { ok: false, problems: problemsOf(parsed.error) };
+  return { ok: true, apiKeys: keysOf(parsed.data), corsOrigins: parsed.data.KEFU_CORS_ORIGINS };
+}
+
+const keysOf = (s: { KEFU_API_KEY?: string; KEFU_API_KEYS: string[] }) => [...new Set([...(s.KEFU_API_KEY ? [s.KEFU_API_KEY] : []), ...s.KEFU_API_KEYS])];
+
+let memo: { key: string; config: ConfigResult; access: AccessResult } | undefined;
+
+function memoized(env: KefuVars) {
+  const key = VAR_NAMES.map((name) => env[name] ?? "").join("\u0000");
+  if (memo?.key !== key) {
+    const config = parseConfig(env);
+    // Problems name variables and fields, never values: safe for the log, where an operator
+    // without a working API key can still read them.
+    if (!config.ok) log("config", { outcome: "invalid", problems: config.problems });
+    memo = { key, config, access: parseAccess(env) };
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    problems.push("KEFU_APPS is not valid JSON"); // the text may hold secrets: never echo it
-    return apps;
-  }
-  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
-    problems.push('KEFU_APPS must be a JSON object keyed by app name, e.g. {"shop":{"platform":"baidu",…}}');
-    return apps;
-  }
-  for (const [name, value] of Object.entries(parsed)) {
-    const where = `KEFU_APPS.${name}`;
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) problems.push(`${where}: app names are 1-64 of [A-Za-z0-9_-]`);
-    if (!value || typeof value !== "object" || Array.isArray(value)) {
-      problems.push(`${where} must be an object`);
-      continue;
-    }
-    const app = value as Record<string, unknown>;
-    for (const field of Object.keys(app)) {
-      if (!APP_FIELDS.has(field)) problems.push(`${where}.${field} is not a known field (${[...APP_FIELDS].join(", ")})`);
-    }
-    const text = (field: string): string | undefined => {
-      const v = app[field];
-      if (v === undefined) return undefined;
-      if (typeof v !== "string" || v === "") problems.push(`${where}.${field} must be a non-empty string`);
-      return typeof v === "string" && v !== "" ? v : undefined;
-    };
-    const platform = app.platform;
-    if (platform !== "baidu" && platform !== "wechat") {
-      problems.push(`${where}.platform must be "baidu" or "wechat"`);
-      continue;
-    }
-    const token = text("token");
-    if (!token) problems.push(`${where}.token is required (the Token set in the console)`);
-    const encodingAesKey = text("encodingAesKey");
-    if (encodingAesKey && !isEncodingAesKey(encodingAesKey)) {
-      problems.push(`${where}.encodingAesKey must be 43 characters of [A-Za-z0-9]`);
-    }
-    const mode = app.mode ?? (encodingAesKey ? "safe" : "plaintext");
-    if (mode !== "plaintext" && mode !== "compatible" && mode !== "safe") {
-      problems.push(`${where}.mode must be "plaintext", "compatible" or "safe"`);
-    } else if (mode !== "plaintext" && !encodingAesKey) {
-      problems.push(`${where}.mode "${mode}" needs encodingAesKey (the console's EncodingAESKey)`);
-    }
-    const appId = text("appId");
-    if (platform === "wechat" && encodingAesKey && !appId) {
-      problems.push(`${where}.appId is required with encodingAesKey: WeChat encrypted pushes are checked against it`);
-    }
-    const userType = app.userType ?? 1;
-    if (userType !== 1 && userType !== 2) problems.push(`${where}.userType must be 1 (guest) or 2 (Baidu account)`);
-    apps.set(name, {
-      name,
-      platform,
-      token: token ?? "",
-      encodingAesKey,
-      mode: mode === "compatible" || mode === "safe" ? mode : "plaintext",
-      appId,
-      appKey: text("appKey"),
-      appSecret: text("appSecret"),
-      userType: userType === 2 ? 2 : 1,
-      rules: rules[platform],
-    });
-  }
-  if (apps.size === 0 && problems.length === 0) problems.push("KEFU_APPS has no apps");
-  return apps;
+  return memo;
+}
+
+/** Reads and validates the configuration once per isolate (again only if the variables change). */
+export function readConfig(env: KefuVars): ConfigResult {
+  return memoized(env).config;
+}
+
+export function readAccess(env: KefuVars): AccessResult {
+  return memoized(env).access;
 }

@@ -15,5 +15,8 @@ export interface Env extends KefuVars {
   SENDS: Queue<SendJob>;
 }
 
-/** Hono's view: the bindings, and the fields of the one log line each request writes. */
-export type HonoEnv = { Bindings: Env; Variables: { log: Record<string, unknown> } };
+/**
+ * Hono's view: the bindings, the fields of the one log line each request writes, and whether the
+ * caller showed a valid API key (GET /health).
+ */
+export type HonoEnv = { Bindings: Env; Variables: { log: Record<string, unknown>; authenticated?: boolean } };

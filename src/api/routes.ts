@@ -1,48 +1,151 @@
 import { Buffer } from "node:buffer";
-import { Hono } from "hono";
-import { requireApp, requireConfig } from "../app-config.ts";
+import { createRoute, OpenAPIHono, z, type Hook } from "@hono/zod-openapi";
+import { bearerAuth } from "hono/bearer-auth";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { createMiddleware } from "hono/factory";
+import type { Context, MiddlewareHandler } from "hono";
+import { requireApp } from "../app-config.ts";
+import { readAccess, readConfig, type AppConfig, type Config } from "../config.ts";
 import { conversation } from "../conversation/conversation.ts";
 import { decodeCursor } from "../conversation/directory.ts";
 import type { HonoEnv } from "../env.ts";
-import { readText } from "../http.ts";
 import { shortOpenid } from "../log.ts";
 import { KefuError } from "../protocol/errors.ts";
 import { safeEqual } from "../protocol/signature.ts";
-import { parseReplyBody } from "./reply-body.ts";
+import { issuePath } from "../zod.ts";
+import {
+  Accepted,
+  ConversationPage,
+  ConversationSchema,
+  errorSchema,
+  IdempotencyHeaders,
+  platformReply,
+  ReplyBody,
+  ReplyState,
+} from "./schemas.ts";
 
 const BODY_LIMIT = 64 * 1024;
 
-export const api = new Hono<HonoEnv>();
+/** A schema failure, in our words: the first wrong field and why. */
+const schemaRefusal: Hook<unknown, HonoEnv, string, undefined> = (result) => {
+  if (result.success) return;
+  const issue = result.error.issues[0];
+  const field = issuePath(issue?.path ?? []) || (result.target === "json" ? "body" : result.target);
+  throw new KefuError("invalid_body", `${field}: ${issue?.message ?? "is not valid"}`, { field });
+};
 
-// Bearer auth on everything under /api, compared in constant time.
+export const api = new OpenAPIHono<HonoEnv>({ defaultHook: schemaRefusal });
+
+// ---- who may call: CORS (when configured), then the API key, then a valid configuration -------
+
+/** The configured browser origins (KEFU_CORS_ORIGINS); none while they cannot be read. */
+const corsOrigins = (c: Context<HonoEnv>) => {
+  const access = readAccess(c.env);
+  return access.ok ? access.corsOrigins : [];
+};
+
+const allowedOrigins = cors({
+  origin: (origin, c) => {
+    const allowed = corsOrigins(c);
+    return allowed.includes("*") ? "*" : allowed.includes(origin) ? origin : null;
+  },
+  allowMethods: ["GET", "POST"],
+  allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
+  exposeHeaders: ["Idempotent-Replayed"],
+  maxAge: 600,
+});
+
+// Hono's CORS, only when origins are configured; preflights are answered here, before the key check.
+api.use("*", (c, next) => (corsOrigins(c).length > 0 ? allowedOrigins(c, next) : next()));
+
+const refuse = (message: string) => (c: Context) => c.json({ error: { code: "unauthorized", message } }, 401);
+
+/** Hono's bearerAuth against every configured key (KEFU_API_KEY and KEFU_API_KEYS). */
+export const apiKeyCheck = bearerAuth({
+  verifyToken: (token, c: Context<HonoEnv>) => {
+    const access = readAccess(c.env);
+    // Every key is compared, in constant time, so the answer's timing tells nothing.
+    return access.ok && access.apiKeys.reduce((found, key) => safeEqual(token, key) || found, false);
+  },
+  noAuthenticationHeader: { message: refuse("no API key: send Authorization: Bearer <KEFU_API_KEY>") },
+  invalidAuthenticationHeader: { message: refuse("malformed Authorization header: send Authorization: Bearer <KEFU_API_KEY>") },
+  invalidToken: { message: refuse("wrong API key: send Authorization: Bearer <KEFU_API_KEY>") },
+});
+
 api.use("*", async (c, next) => {
-  const { apiKey } = requireConfig(c.env);
-  if (!apiKey) throw new KefuError("config_invalid", "KEFU_API_KEY is not set: the API is disabled");
-  const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1];
-  if (!given || !safeEqual(given, apiKey)) {
-    throw new KefuError("unauthorized", "missing or wrong API key: send Authorization: Bearer <KEFU_API_KEY>");
+  const access = readAccess(c.env);
+  if (!access.ok || access.apiKeys.length === 0) {
+    const why = access.ok ? "KEFU_API_KEY and KEFU_API_KEYS are not set" : "the API keys are not valid (see the config log line)";
+    throw new KefuError("config_invalid", `the API is disabled: ${why}`);
   }
+  return apiKeyCheck(c, next);
+});
+
+/** The caller holds a key, so the problems may be named by field. */
+function apiConfig(env: HonoEnv["Bindings"]): Config {
+  const result = readConfig(env);
+  if (!result.ok) throw new KefuError("config_invalid", `configuration is invalid: ${result.problems.join("; ")}`);
+  return result.config;
+}
+
+/** The app of the path, before the request's own fields are looked at (404 before 400). */
+const knownApp = createMiddleware<HonoEnv & { Variables: { app: AppConfig } }>(async (c, next) => {
+  c.set("app", requireApp(apiConfig(c.env), c.req.param("app") ?? ""));
   await next();
 });
 
-/** Send a reply: reserve a slot in the user's window, then hand the send to the SENDS queue. */
-api.post("/apps/:app/messages", async (c) => {
-  const app = requireApp(requireConfig(c.env), c.req.param("app"));
+// ---- the routes, each declared once -------------------------------------------------------------
+
+const limitedBody: MiddlewareHandler<HonoEnv> = bodyLimit({
+  maxSize: BODY_LIMIT,
+  onError: () => {
+    throw new KefuError("body_too_large", `body exceeds the ${BODY_LIMIT}-byte limit`);
+  },
+});
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+
+const appParam = z.string().openapi({ description: "The app's name in KEFU_APPS" });
+
+/** The answers every /api route can give besides its own. */
+const commonAnswers = {
+  401: json(errorSchema(["unauthorized"]), "No, a malformed or a wrong API key (WWW-Authenticate says which)"),
+  503: json(errorSchema(["config_invalid", "unavailable"]), "The API is disabled (no key configured), the configuration is invalid, or a temporary failure: retry"),
+};
+
+const sendReply = createRoute({
+  method: "post",
+  path: "/apps/{app}/messages",
+  summary: "Send a reply: reserves one slot of the user's window and queues the send",
+  middleware: [knownApp, limitedBody] as const,
+  request: {
+    params: z.object({ app: appParam }),
+    headers: IdempotencyHeaders,
+    body: { required: true, content: { "application/json": { schema: ReplyBody } } },
+  },
+  responses: {
+    202: {
+      ...json(Accepted, "Queued; a replayed Idempotency-Key returns the first answer"),
+      headers: z.object({ "idempotent-replayed": z.literal("true").optional().openapi({ description: "This is the first answer to this key, replayed" }) }),
+    },
+    400: json(errorSchema(["invalid_body"]), "A field is wrong for the schema or for the app's platform: `field` names the first"),
+    404: json(errorSchema(["unknown_app", "not_found"]), "No such app"),
+    409: json(errorSchema(["window_closed", "quota_exhausted"]), "The platform would refuse this reply: nothing is sent; `quota` is the current quota"),
+    413: json(errorSchema(["body_too_large"]), `Body over ${BODY_LIMIT} bytes`),
+    415: json(errorSchema(["unsupported_media_type"]), "The body is not sent as application/json"),
+    422: json(errorSchema(["idempotency_conflict"]), "The Idempotency-Key was used with another body"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(sendReply, async (c) => {
+  const app = c.var.app;
   if (!app.appKey || !app.appSecret) {
     throw new KefuError("config_invalid", `app ${app.name} has no appKey/appSecret in KEFU_APPS: it cannot send replies`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readText(c.req.raw, BODY_LIMIT));
-  } catch (error) {
-    if (error instanceof KefuError) throw error;
-    throw new KefuError("invalid_body", "body must be a JSON object");
-  }
-  const { openid, request } = parseReplyBody(raw, app);
-  const idempotencyKey = c.req.header("idempotency-key");
-  if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 255)) {
-    throw new KefuError("invalid_body", "Idempotency-Key must be 1-255 characters");
-  }
+  const { openid, request } = platformReply(c.req.valid("json"), app.rules);
+  const idempotencyKey = c.req.valid("header")["idempotency-key"];
   const result = await conversation(c.env, app.name, openid).reserveReply(app.name, openid, newReplyId(openid), request, idempotencyKey);
   c.set("log", {
     app: app.name,
@@ -55,42 +158,96 @@ api.post("/apps/:app/messages", async (c) => {
   return c.json(result.answer, 202);
 });
 
-/** A reply's delivery state. */
-api.get("/apps/:app/messages/:id", async (c) => {
-  const app = requireApp(requireConfig(c.env), c.req.param("app"));
-  const id = c.req.param("id");
+const getReply = createRoute({
+  method: "get",
+  path: "/apps/{app}/messages/{id}",
+  summary: "A reply's delivery state",
+  middleware: [knownApp] as const,
+  request: { params: z.object({ app: appParam, id: z.string().openapi({ description: "The `id` of the 202 answer" }) }) },
+  responses: {
+    200: json(ReplyState, "The reply"),
+    404: json(errorSchema(["unknown_app", "not_found"]), "No such app, or no such reply in it"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(getReply, async (c) => {
+  const app = c.var.app;
+  const { id } = c.req.valid("param");
   const openid = openidOfReply(id);
   const reply = openid ? await conversation(c.env, app.name, openid).reply(id) : null;
   if (!reply) throw new KefuError("not_found", `no reply ${id} in app ${app.name}`);
-  return c.json({ id: reply.id, status: reply.status, attempts: reply.attempts, createdAt: reply.createdAt, updatedAt: reply.updatedAt, ...(reply.error && { error: reply.error }) });
+  return c.json({ id: reply.id, status: reply.status, attempts: reply.attempts, createdAt: reply.createdAt, updatedAt: reply.updatedAt, ...(reply.error && { error: reply.error }) }, 200);
 });
 
-/** One conversation: the window, the replies left and the recent history, newest first. */
-api.get("/apps/:app/conversations/:openid", async (c) => {
-  const app = requireApp(requireConfig(c.env), c.req.param("app"));
-  const openid = c.req.param("openid");
-  const limit = pageSize(c.req.query("limit"), 50, 200);
-  const snapshot = await conversation(c.env, app.name, openid).snapshot(limit);
+const limit = (fallback: number, max: number) => {
+  const why = `must be an integer from 1 to ${max}`;
+  return z.coerce
+    .number({ error: why })
+    .int({ error: why })
+    .min(1, { error: why })
+    .max(max, { error: why })
+    .default(fallback)
+    .openapi({ description: `How many, at most (default ${fallback})` });
+};
+
+const getConversation = createRoute({
+  method: "get",
+  path: "/apps/{app}/conversations/{openid}",
+  summary: "One conversation: quota, window and recent history (in and out), newest first",
+  middleware: [knownApp] as const,
+  request: { params: z.object({ app: appParam, openid: z.string() }), query: z.object({ limit: limit(50, 200) }) },
+  responses: {
+    200: json(ConversationSchema, "The conversation"),
+    400: json(errorSchema(["invalid_body"]), "`limit` is out of range"),
+    404: json(errorSchema(["unknown_app", "not_found"]), "No such app, or no conversation with this user"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(getConversation, async (c) => {
+  const app = c.var.app;
+  const { openid } = c.req.valid("param");
+  const snapshot = await conversation(c.env, app.name, openid).snapshot(c.req.valid("query").limit);
   if (!snapshot) throw new KefuError("not_found", `no conversation with ${openid} in app ${app.name}`);
-  return c.json(snapshot);
+  return c.json(snapshot, 200);
 });
 
-/** The most recently active conversations, newest first; follow `next` for older ones. */
-api.get("/apps/:app/conversations", async (c) => {
-  const app = requireApp(requireConfig(c.env), c.req.param("app"));
-  const limit = pageSize(c.req.query("limit"), 20, 100);
-  const before = c.req.query("before");
-  const cursor = before === undefined ? undefined : decodeCursor(before);
-  if (before !== undefined && !cursor) throw new KefuError("invalid_body", "before: not a cursor from a previous page's `next`");
-  return c.json(await c.env.DIRECTORY.getByName(app.name).list(limit, cursor));
+const listConversations = createRoute({
+  method: "get",
+  path: "/apps/{app}/conversations",
+  summary: "The most recently active conversations, newest first; follow `next` for older ones",
+  middleware: [knownApp] as const,
+  request: {
+    params: z.object({ app: appParam }),
+    query: z.object({
+      limit: limit(20, 100),
+      before: z
+        .string()
+        .refine((s) => decodeCursor(s) !== undefined, "not a cursor from a previous page's `next`")
+        .optional()
+        .openapi({ description: "`next` of the previous page" }),
+    }),
+  },
+  responses: {
+    200: json(ConversationPage, "A page"),
+    400: json(errorSchema(["invalid_body"]), "`limit` out of range or `before` not a cursor"),
+    404: json(errorSchema(["unknown_app"]), "No such app"),
+    ...commonAnswers,
+  },
 });
 
-function pageSize(raw: string | undefined, fallback: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new KefuError("invalid_body", `limit: must be an integer from 1 to ${max}`);
-  return n;
-}
+api.openapi(listConversations, async (c) => {
+  const { limit, before } = c.req.valid("query");
+  const page = await c.env.DIRECTORY.getByName(c.var.app.name).list(limit, before === undefined ? undefined : decodeCursor(before));
+  return c.json(page, 200);
+});
+
+api.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+  type: "http",
+  scheme: "bearer",
+  description: "KEFU_API_KEY, or any key of KEFU_API_KEYS",
+});
 
 /** Reply ids carry their conversation, so a reply can be found without an index. */
 function newReplyId(openid: string): string {

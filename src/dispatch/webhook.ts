@@ -1,5 +1,6 @@
 import { Buffer } from "node:buffer";
 import { createHmac } from "node:crypto";
+import type { WebhookPayload } from "../api/schemas.ts";
 import type { Message } from "../protocol/codec.ts";
 
 /**
@@ -8,12 +9,6 @@ import type { Message } from "../protocol/codec.ts";
  * is the base64 after "whsec_" (or the secret's own bytes when it has no such prefix).
  */
 
-export interface WebhookPayload {
-  type: "message.received";
-  timestamp: string;
-  data: Message;
-}
-
 export function webhookSignature(secret: string, id: string, timestamp: number, body: string): string {
   const key = secret.startsWith("whsec_") ? Buffer.from(secret.slice(6), "base64") : Buffer.from(secret, "utf8");
   return `v1,${createHmac("sha256", key).update(`${id}.${timestamp}.${body}`).digest("base64")}`;
@@ -21,6 +16,7 @@ export function webhookSignature(secret: string, id: string, timestamp: number, 
 
 export function webhookRequest(url: string, secret: string | undefined, id: string, message: Message, now = Date.now()): Request {
   const timestamp = Math.floor(now / 1000);
+  // Typed by the schema GET /openapi.json documents under `webhooks`.
   const payload: WebhookPayload = { type: "message.received", timestamp: new Date(now).toISOString(), data: message };
   const body = JSON.stringify(payload);
   const headers = new Headers({

@@ -45,23 +45,42 @@ describe("auth and validation", () => {
 
   it("400 naming the field that is wrong", async () => {
     const cases: [string, unknown, string][] = [
-      ["bd-shop", "not json", "body must be a JSON object"],
+      ["bd-shop", "not json", "body: must be a JSON object"],
       ["bd-shop", [], "body: must be an object"],
-      ["bd-shop", { type: "text", content: "x" }, "openid"],
-      ["bd-shop", { openid: "o", type: "video" }, "type: must be one of text, image on baidu"],
-      ["bd-shop", { openid: "o", type: "text", content: "" }, "content"],
-      ["bd-shop", { openid: "o", type: "image", mediaId: "m" }, "picUrl"],
+      ["bd-shop", { type: "text", content: "x" }, "openid: is required"],
+      ["bd-shop", { openid: "o", type: "video" }, "type: must be one of text, image, link, miniprogrampage"],
+      ["bd-shop", { openid: "o", type: "link", link: { title: "t", description: "d", url: "https://a", thumbUrl: "https://b" } }, "type: must be one of text, image on baidu"],
+      ["bd-shop", { openid: "o", type: "text", content: "" }, "content: must be a non-empty string"],
+      ["bd-shop", { openid: "o", type: "image", mediaId: "m" }, "picUrl: is required for image on baidu"],
       ["bd-shop", { openid: "o", type: "image", picUrl: "ftp://x" }, "picUrl: must be an http(s) URL"],
-      ["bd-shop", { openid: "o", type: "text", content: "x", userType: 3 }, "userType"],
-      ["wx-sample", { openid: "o", type: "image", picUrl: "https://p" }, "mediaId"],
-      ["wx-sample", { openid: "o", type: "miniprogrampage", miniprogrampage: { title: "t" } }, "miniprogrampage.pagePath"],
+      ["bd-shop", { openid: "o", type: "text", content: "x", userType: 3 }, "userType: must be 1 (guest) or 2 (Baidu account)"],
+      ["wx-sample", { openid: "o", type: "image", picUrl: "https://p" }, "mediaId: is required for image on wechat"],
+      ["wx-sample", { openid: "o", type: "miniprogrampage", miniprogrampage: { title: "t" } }, "miniprogrampage.pagePath: is required"],
+      ["wx-sample", { openid: "o", type: "link", link: { title: "t", description: "d", url: "https://a", thumbUrl: 5 } }, "link.thumbUrl: must be a string"],
     ];
-    for (const [app, body, field] of cases) {
+    for (const [app, body, message] of cases) {
       const response = await api("POST", `/apps/${app}/messages`, body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.body.error.code).toBe("invalid_body");
-      expect(response.body.error.message).toContain(field);
+      expect(response.body.error.message).toContain(message);
+      expect(message.startsWith(`${response.body.error.field}:`), JSON.stringify(response.body)).toBe(true);
+      expect(Object.keys(response.body.error).sort()).toEqual(["code", "field", "message"]);
     }
+  });
+
+  it("400 for a wrong Idempotency-Key, query or cursor; 415 for a body not sent as JSON; 413 past 64 KB", async () => {
+    const openid = uniqueId("o");
+    const longKey = await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "x" }, { "idempotency-key": "k".repeat(256) });
+    expect(longKey.body.error).toEqual({ code: "invalid_body", field: "idempotency-key", message: "idempotency-key: must be 1-255 characters" });
+    expect((await api("GET", "/apps/bd-shop/conversations?limit=abc")).body.error).toMatchObject({ field: "limit", message: "limit: must be an integer from 1 to 100" });
+    expect((await api("GET", "/apps/bd-shop/conversations?limit=0")).status).toBe(400);
+    expect((await api("GET", `/apps/bd-shop/conversations/${openid}?limit=201`)).body.error.field).toBe("limit");
+    const plain = await api("POST", "/apps/bd-shop/messages", JSON.stringify({ openid, type: "text", content: "x" }), { "content-type": "text/plain" });
+    expect(plain.status).toBe(415);
+    expect(plain.body.error.code).toBe("unsupported_media_type");
+    const huge = await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "x".repeat(70_000) });
+    expect(huge.status).toBe(413);
+    expect(huge.body.error.code).toBe("body_too_large");
   });
 
   it("409 window_closed for a user who never wrote, and nothing is sent", async () => {

@@ -262,18 +262,30 @@ describe("bad input", () => {
     for (const secret of [wechatSample.token, wechatSample.encodingAesKey]) expect(text).not.toContain(secret);
   });
 
-  it("503 with every problem named when the configuration is missing or invalid", async () => {
+  it("503 naming no field when the configuration is missing or invalid; /health with the key names them", async () => {
     const request = () => new Request("https://kefu.test/push/demo", { method: "POST", body: "<xml/>" });
     const missing = await worker.fetch(request(), {});
-    expect(await expectError(missing, 503, "config_invalid")).toMatch(/KEFU_APPS is not set/);
-    const invalid = await worker.fetch(request(), {
+    expect(await expectError(missing, 503, "config_invalid")).toBe("configuration is invalid: GET /health with the API key lists the problems");
+    const env = {
+      KEFU_API_KEY: "k1",
       KEFU_APPS: JSON.stringify({ demo: { platform: "qq", token: "" }, x: { platform: "wechat", token: "t", encodingAesKey: "short" } }),
-    });
+    };
+    const invalid = await worker.fetch(request(), env);
     const message = await expectError(invalid, 503, "config_invalid");
-    expect(message).toMatch(/KEFU_APPS.demo.platform/);
-    expect(message).toMatch(/KEFU_APPS.x.encodingAesKey/);
-    expect(message).toMatch(/KEFU_APPS.x.appId/);
-    const health = await worker.fetch(new Request("https://kefu.test/health"), {});
+    expect(message).not.toMatch(/KEFU_APPS|demo|platform/);
+    const health = await worker.fetch(new Request("https://kefu.test/health"), env);
     expect(health.status).toBe(503);
+    expect(await health.json()).toEqual({ ok: false });
+    const detailed = await worker.fetch(new Request("https://kefu.test/health", { headers: { authorization: "Bearer k1" } }), env);
+    expect(detailed.status).toBe(503);
+    const { problems } = (await detailed.json()) as { problems: string[] };
+    expect(problems.join("\n")).toMatch(/KEFU_APPS.demo.platform/);
+    expect(problems.join("\n")).toMatch(/KEFU_APPS.x.encodingAesKey/);
+    expect(problems.join("\n")).toMatch(/KEFU_APPS.x.appId/);
+    const none = await worker.fetch(new Request("https://kefu.test/health", { headers: { authorization: "Bearer k1" } }), { KEFU_API_KEY: "k1" });
+    expect(((await none.json()) as { problems: string[] }).problems).toContain(
+      "KEFU_APPS is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)",
+    );
   });
+
 });

@@ -1,0 +1,127 @@
+import { Validator } from "@cfworker/json-schema";
+import { exports } from "cloudflare:workers";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { app } from "../src/app.ts";
+import { api, uniqueId, userWrites, webhookDeliveries } from "./helpers.ts";
+
+/**
+ * The document is checked against the app itself: its route table, its real answers and real
+ * webhook deliveries, validated by an independent JSON Schema validator (not by the zod schemas the
+ * document came from, which would agree with themselves whatever the generator dropped).
+ */
+
+const DOC = "https://kefu.test/openapi.json";
+type Doc = {
+  openapi: string;
+  paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
+  webhooks: Record<string, unknown>;
+  components: { schemas: Record<string, { description?: string }> };
+};
+let doc: Doc;
+
+beforeAll(async () => {
+  doc = (await (await exports.default.fetch(new Request(DOC))).json()) as Doc;
+});
+
+const pointer = (...parts: string[]) => `${DOC}#/${parts.map((p) => encodeURIComponent(p.replaceAll("~", "~0").replaceAll("/", "~1"))).join("/")}`;
+
+function validate(ref: string, instance: unknown) {
+  const validator = new Validator({ $ref: ref }, "2020-12", false);
+  validator.addSchema(doc as never, DOC);
+  return validator.validate(instance);
+}
+
+/** The answer is one the document lists for this operation, and its body fits the listed schema. */
+function expectDocumented(method: string, path: string, answer: { status: number; body: unknown }) {
+  const operation = doc.paths[path]?.[method];
+  expect(operation, `${method} ${path} in the document`).toBeDefined();
+  expect(Object.keys(operation!.responses), `${method} ${path}`).toContain(String(answer.status));
+  const result = validate(pointer("paths", path, method, "responses", String(answer.status), "content", "application/json", "schema"), answer.body);
+  expect(result.valid, `${method} ${path} ${answer.status}: ${JSON.stringify(result.errors.slice(-3))}`).toBe(true);
+}
+
+describe("GET /openapi.json", () => {
+  it("is OpenAPI 3.1 and lists every /api route of the app's own route table", () => {
+    expect(doc.openapi).toBe("3.1.0");
+    const routes = new Set(
+      app.routes
+        .filter((r) => r.path.startsWith("/api/") && r.method !== "ALL")
+        .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:([^/]+)/g, "{$1}")}`),
+    );
+    expect(routes.size).toBeGreaterThanOrEqual(4);
+    const documented = new Set(Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item).map((m) => `${m} ${path}`)));
+    for (const route of routes) expect(documented, route).toContain(route);
+    for (const operation of documented) expect(routes, operation).toContain(operation);
+    // Every route says how it refuses a caller without the key, and what a disabled API answers.
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(item)) expect(Object.keys(operation.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["401", "503"]));
+    }
+  });
+
+  it("says which platform takes which reply type, from the platforms' data", () => {
+    const description = doc.components.schemas.ReplyBody!.description!;
+    expect(description).toContain("Baidu: text (content), image (picUrl)");
+    expect(description).toContain("WeChat: text (content), image (mediaId), link (title, description, url, thumbUrl)");
+  });
+
+  it("the validator is not vacuous: a wrong answer fails the schema", () => {
+    const ref = pointer("paths", "/api/apps/{app}/messages", "post", "responses", "202", "content", "application/json", "schema");
+    expect(validate(ref, { id: "rpl_x", status: "queued", quota: { remaining: 4, windowExpiresAt: null } }).valid).toBe(true);
+    expect(validate(ref, { id: "rpl_x", status: "sent", quota: { remaining: 4, windowExpiresAt: null } }).valid).toBe(false);
+    expect(validate(ref, { id: "rpl_x", status: "queued", quota: { remaining: 4, windowExpiresAt: null }, extra: 1 }).valid).toBe(false);
+  });
+});
+
+describe("real answers fit the document", () => {
+  it("POST messages: 202, 400, 401, 404, 409, 422", async () => {
+    const messages = "/api/apps/{app}/messages";
+    const openid = await userWrites("bd-shop");
+    const body = { openid, type: "text", content: "您好" };
+    const key = { "idempotency-key": uniqueId("k") };
+    expectDocumented("post", messages, await api("POST", "/apps/bd-shop/messages", body, key));
+    expectDocumented("post", messages, await api("POST", "/apps/bd-shop/messages", { ...body, content: "other" }, key)); // 422
+    expectDocumented("post", messages, await api("POST", "/apps/bd-shop/messages", { ...body, openid: uniqueId("o") })); // 409
+    expectDocumented("post", messages, await api("POST", "/apps/bd-shop/messages", { ...body, type: "video" })); // 400
+    expectDocumented("post", messages, await api("POST", "/apps/bd-shop/messages", "{oops")); // 400, not JSON
+    expectDocumented("post", messages, await api("POST", "/apps/nope/messages", body)); // 404
+    const unauthorized = await api("POST", "/apps/bd-shop/messages", body, { authorization: "Bearer wrong" });
+    expect(unauthorized.status).toBe(401);
+    expectDocumented("post", messages, unauthorized);
+  });
+
+  it("GET a reply, a conversation and the list: 200 and 404", async () => {
+    const openid = await userWrites("wx-sample");
+    const sent = await api("POST", "/apps/wx-sample/messages", { openid, type: "text", content: "hi" });
+    expect(sent.status).toBe(202);
+    const reply = await api("GET", `/apps/wx-sample/messages/${sent.body.id}`);
+    expect(reply.status).toBe(200);
+    expectDocumented("get", "/api/apps/{app}/messages/{id}", reply);
+    expectDocumented("get", "/api/apps/{app}/messages/{id}", await api("GET", "/apps/wx-sample/messages/rpl_nope"));
+    const snapshot = await api("GET", `/apps/wx-sample/conversations/${openid}`);
+    expect(snapshot.body.history.map((h: { direction: string }) => h.direction)).toEqual(["out", "in"]);
+    expectDocumented("get", "/api/apps/{app}/conversations/{openid}", snapshot);
+    expectDocumented("get", "/api/apps/{app}/conversations/{openid}", await api("GET", `/apps/wx-sample/conversations/${uniqueId("o")}`));
+    expectDocumented("get", "/api/apps/{app}/conversations/{openid}", await api("GET", `/apps/wx-sample/conversations/${openid}?limit=0`));
+    const page = await vi.waitFor(async () => {
+      const answer = await api("GET", "/apps/wx-sample/conversations?limit=1");
+      expect(answer.body.conversations).toHaveLength(1);
+      return answer;
+    });
+    expectDocumented("get", "/api/apps/{app}/conversations", page);
+  });
+
+  it("a real webhook delivery fits the document's message.received payload", async () => {
+    const openid = await userWrites("bd-plain");
+    const [delivery] = await vi.waitFor(async () => {
+      const deliveries = await webhookDeliveries(openid);
+      expect(deliveries).toHaveLength(1);
+      return deliveries;
+    });
+    expect(delivery!.body).toMatchObject({ type: "message.received", data: { openid, type: "text" } });
+    const ref = pointer("webhooks", "message.received", "post", "requestBody", "content", "application/json", "schema");
+    const result = validate(ref, delivery!.body);
+    expect(result.valid, JSON.stringify(result.errors.slice(-3))).toBe(true);
+    const { openid: _dropped, ...incomplete } = delivery!.body.data;
+    expect(validate(ref, { ...delivery!.body, data: incomplete }).valid).toBe(false);
+  });
+});
