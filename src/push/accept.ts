@@ -17,8 +17,17 @@ export type Acceptance =
 const DAY_SECONDS = 86_400;
 
 /**
- * Records a verified push exactly once. KV answers repeated retries at the edge; the conversation's
- * Durable Object is the authority, so the result is the same when KV is stale, empty or down.
+ * The platforms retry only once they have dropped the connection at their timeout (Baidu 2 s,
+ * WeChat 5 s): a push whose CreateTime is younger than this is a first delivery, and KV is not
+ * asked about it. Should a clock skew make a retry look younger, the conversation still answers it.
+ */
+const RETRY_MIN_AGE_MS = 2_000;
+
+/**
+ * Records a verified push exactly once. KV answers repeated retries at the edge (it is read only
+ * for pushes old enough to be retries, written only for messages that were retried); the
+ * conversation's Durable Object is the authority, so the result is the same when KV is stale,
+ * empty or down.
  * Resolves only once the message and its forward are durable: then the push may be acknowledged.
  */
 export async function accept(
@@ -31,7 +40,8 @@ export async function accept(
   if (app.rules.systemTypes.includes(message.type)) return { outcome: "system" };
   if (message.createTime < Date.now() / 1000 - config.historyRetentionDays * DAY_SECONDS) return { outcome: "stale" };
   const seenKey = `${app.name}/${message.openid}/${dedupeKey(message)}`;
-  if (await seenRecently(env.DEDUPE, seenKey)) return { outcome: "duplicate", dedupedBy: "kv" };
+  const mayBeRetry = Date.now() - message.createTime * 1000 >= RETRY_MIN_AGE_MS;
+  if (mayBeRetry && (await seenRecently(env.DEDUPE, seenKey))) return { outcome: "duplicate", dedupedBy: "kv" };
   const answer = await conversation(env, app.name, message.openid).accept(message, {
     grant: grantFor(app.rules, message),
     forward: config.webhook !== undefined,

@@ -21,18 +21,22 @@ const brokenKv = {
   put: () => Promise.reject(new Error("KV is down")),
 } as unknown as KVNamespace;
 
-/** KV that records the keys written through it. */
+/** KV that counts its reads and records the keys written through it. */
 function countingKv(kv: KVNamespace) {
   const puts: string[] = [];
   const counted = {
     puts,
-    get: (key: string) => kv.get(key),
+    gets: 0,
+    get: (key: string) => {
+      counted.gets++;
+      return kv.get(key);
+    },
     put: (key: string, value: string, options?: KVNamespacePutOptions) => {
       puts.push(key);
       return kv.put(key, value, options);
     },
   };
-  return counted as unknown as KVNamespace & { puts: string[] };
+  return counted as unknown as KVNamespace & { puts: string[]; gets: number };
 }
 
 async function burst(request: () => Request, count: number, workerEnv: Env) {
@@ -67,7 +71,7 @@ describe("exactly once", () => {
   }
 
   it("writes KV only once a message is retried: the conversation answers the first retry, KV the later ones", async () => {
-    const fields = textPush({ ToUserName: bd.appId });
+    const fields = textPush({ ToUserName: bd.appId, CreateTime: Math.floor(Date.now() / 1000) - 10 }); // retries come seconds later
     const request = sealed(fields);
     const kv = countingKv(env.DEDUPE);
     expect(await burst(request, 1, { ...env, DEDUPE: kv })).toEqual(["200 success"]);
@@ -82,6 +86,14 @@ describe("exactly once", () => {
     const later = await logsOf(() => burst(request, 3, { ...env, DEDUPE: kv }));
     expect(later.filter((l) => l.event === "push").map((l) => [l.outcome, l.dedupedBy])).toEqual(Array(3).fill(["duplicate", "kv"]));
     expect(kv.puts).toHaveLength(1);
+  });
+
+  it("asks KV only about a push old enough to be a retry", async () => {
+    const kv = countingKv(env.DEDUPE);
+    await burst(sealed(textPush({ ToUserName: bd.appId })), 1, { ...env, DEDUPE: kv });
+    expect(kv.gets).toBe(0); // just written: a first delivery, the platform has not timed out yet
+    await burst(sealed(textPush({ ToUserName: bd.appId, CreateTime: Math.floor(Date.now() / 1000) - 6 })), 1, { ...env, DEDUPE: kv });
+    expect(kv.gets).toBe(1);
   });
 
   it("writes KV once for a burst of retries that all miss it", async () => {
