@@ -54,6 +54,7 @@ if (flags.help) {
 const REQUESTS = Number(flags.requests);
 const LEVELS = flags.levels.split(",").map(Number);
 const COST_PUSHES = Number(flags["cost-pushes"]);
+const PROBE_REQUESTS = Math.max(1, Math.round(REQUESTS * 0.5));
 const PARTS = new Set(flags.parts.split(","));
 if (![REQUESTS, COST_PUSHES, ...LEVELS].every((n) => Number.isInteger(n) && n > 0)) {
   console.error("--requests, --levels and --cost-pushes take positive integers, e.g. --requests 2000 --levels 1,8,32");
@@ -205,6 +206,39 @@ interface HttpLevel {
   concurrency: number;
   push: HttpRun;
   trivial: HttpRun;
+  /** One Durable Object round trip; the same with a one-row SQLite commit (tools/bench-probe.ts). */
+  doCall: HttpRun;
+  doWrite: HttpRun;
+}
+
+/** This tree's Worker with the probe routes and their Durable Object, as a wrangler config. */
+function probeBuild(): string {
+  const dir = join(BUILDS_DIR, "probe");
+  mkdirSync(dir, { recursive: true });
+  const entry = join(dir, "bench-probe-entry.ts");
+  writeFileSync(
+    entry,
+    [
+      `import worker from ${JSON.stringify(join(ROOT, "src", "index.ts"))};`,
+      `import { withProbes } from ${JSON.stringify(join(ROOT, "tools", "bench-probe.ts"))};`,
+      `export * from ${JSON.stringify(join(ROOT, "src", "index.ts"))};`,
+      `export { Probe } from ${JSON.stringify(join(ROOT, "tools", "bench-probe.ts"))};`,
+      "export default withProbes(worker as never);",
+      "",
+    ].join("\n"),
+  );
+  const config = join(dir, "wrangler.toml");
+  const toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8")
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(entry)}`)
+    .concat('\n[[durable_objects.bindings]]\nname = "PROBE"\nclass_name = "Probe"\n\n[[migrations]]\ntag = "bench-probe"\nnew_sqlite_classes = ["Probe"]\n');
+  writeFileSync(config, toml);
+  return config;
+}
+
+async function getProbe(base: string, path: string, i: number): Promise<string | undefined> {
+  const response = await fetch(`${base}${path}?key=${openids[i % USERS]}${i}`);
+  const body = await response.text();
+  return response.ok ? undefined : `HTTP ${response.status} ${body.slice(0, 200)}`;
 }
 
 async function benchHttp(): Promise<HttpLevel[]> {
@@ -219,6 +253,7 @@ async function benchHttp(): Promise<HttpLevel[]> {
   try {
     log("starting the Worker (wrangler dev, fresh local state, forwarding off)…");
     worker = await startWranglerDev({
+      config: probeBuild(),
       port: await freePort(),
       inspectorPort: await freePort(),
       ip: "127.0.0.1",
@@ -238,14 +273,18 @@ async function benchHttp(): Promise<HttpLevel[]> {
       const nextPush = pushSource();
       const trivial = await drive(concurrency, REQUESTS, () => getHealth(base));
       const push = await drive(concurrency, REQUESTS, (i) => postPush(base, nextPush(i)));
-      levels.push({ concurrency, push, trivial });
+      const doCall = await drive(concurrency, PROBE_REQUESTS, (i) => getProbe(base, "/__probe/do", i));
+      const doWrite = await drive(concurrency, PROBE_REQUESTS, (i) => getProbe(base, "/__probe/do-write", i));
+      levels.push({ concurrency, push, trivial, doCall, doWrite });
+      const errors = [push, trivial, doCall, doWrite].reduce((sum, run) => sum + run.errors, 0);
       log(
         `  c=${String(concurrency).padStart(2)}  push ${push.rps.toFixed(0)} req/s p50 ${ms(push.p50)} p99 ${ms(push.p99)}` +
           `  |  /health ${trivial.rps.toFixed(0)} req/s p50 ${ms(trivial.p50)} p99 ${ms(trivial.p99)}` +
-          (push.errors + trivial.errors ? `  (${push.errors + trivial.errors} errors: ${push.firstError ?? trivial.firstError})` : ""),
+          `  |  DO call ${doCall.rps.toFixed(0)} req/s, DO call + 1 row ${doWrite.rps.toFixed(0)} req/s` +
+          (errors ? `  (${errors} errors: ${push.firstError ?? trivial.firstError ?? doCall.firstError ?? doWrite.firstError})` : ""),
       );
     }
-    keepLog = levels.some((level) => level.push.errors + level.trivial.errors > 0);
+    keepLog = levels.some((level) => [level.push, level.trivial, level.doCall, level.doWrite].some((run) => run.errors > 0));
     return levels;
   } finally {
     await worker?.stop();
@@ -335,7 +374,7 @@ function cpuBenchmarks(): CpuRun[] {
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BUILDS_DIR = join(ROOT, "node_modules", ".cache", "kefu-bench"); // under node_modules: packages resolve
-const COST_USERS = 30; // 10 messages per conversation at the default 300: a chat, not a one-off
+const COST_USERS = 30; // of each app: 60 conversations, ~5 messages each at the default 300 — chats, not one-offs
 const COST_CONCURRENCY = 4;
 const RETRIES_PER_RETRIED_MESSAGE = 3; // as WeChat does when an answer is late
 
@@ -433,14 +472,14 @@ async function costOf(build: string, config: string, standIn: StandIn, workDir: 
   try {
     const base = worker.url;
     const users = Array.from({ length: COST_USERS }, () => `o${randomBytes(20).toString("base64url").slice(0, 27)}`);
-    const pushes = Array.from({ length: COST_PUSHES }, (_, i) => newPush(i % 2 === 0 ? baiduApp! : wechatApp!, users));
+    const pushes: Push[] = []; // each sealed as it is sent, as a platform does
     const webhookCount = async () => {
       const { requests } = (await (await fetch(`${standIn.url}/__standin/requests?platform=webhook`)).json()) as { requests: { match: string }[] };
       return requests.filter((r) => users.includes(r.match)).length;
     };
     await counters(base, true);
 
-    const unique = await drive(COST_CONCURRENCY, pushes.length, (i) => postPush(base, pushes[i]!));
+    const unique = await drive(COST_CONCURRENCY, COST_PUSHES, (i) => postPush(base, (pushes[i] = newPush(i % 2 === 0 ? baiduApp! : wechatApp!, users))));
     if (unique.errors) log(`  ${unique.errors} unique pushes failed: ${unique.firstError}`);
     await settle(base, async () => (await webhookCount()) >= COST_PUSHES);
     const uniqueCounts = await counters(base, true);
@@ -552,7 +591,7 @@ function log(line: string) {
 
 function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
   const version = (pkg: string) => (JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), "utf8")) as { version: string }).version;
-  const errors = levels.reduce((sum, l) => sum + l.push.errors + l.trivial.errors, 0);
+  const errors = levels.reduce((sum, l) => sum + l.push.errors + l.trivial.errors + l.doCall.errors + l.doWrite.errors, 0);
   const [oursXml, oursJson, sdkXml] = cpu as [CpuRun, CpuRun, CpuRun];
   return [
     "# kefu-edge benchmark",
@@ -580,6 +619,18 @@ function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
     "",
     errors ? `**${errors} requests failed** during the run (see the wrangler log); their latencies are included.` : "Every request was answered as expected (`success` / 200).",
     "",
+    "### Where a push's time goes, locally",
+    "",
+    `The same Worker answers two probe routes (tools/bench-probe.ts, ${PROBE_REQUESTS} requests per row, right after each push`,
+    "row): a call to a Durable Object that does nothing, and one that commits a one-row SQLite write before it",
+    "answers — what an acknowledged push must wait for at the least, without any of kefu-edge's work.",
+    "",
+    "| c | /health req/s | DO call req/s | DO call + 1-row commit req/s | push req/s | DO call ÷ trivial | DO + commit ÷ trivial | push ÷ DO + commit |",
+    "|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ...levels.map(({ concurrency: c, push: p, trivial: t, doCall: d, doWrite: w }) =>
+      `| ${c} | ${t.rps.toFixed(0)} | ${d.rps.toFixed(0)} | ${w.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${ratio(d.rps / t.rps)} | ${ratio(w.rps / t.rps)} | ${ratio(p.rps / w.rps)} |`,
+    ),
+    "",
     "## What a push costs, counted",
     "",
     `A fresh Worker under \`wrangler dev\` with **forwarding on** (to the local stand-in of the webhook), built`,
@@ -588,7 +639,8 @@ function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
     "stub is one RPC session, calls on an RpcTarget it returns belong to that session; each alarm); SQLite rows",
     "written and read (`rowsWritten` / `rowsRead` of every `sql.exec`); queue operations (a message written,",
     "each delivery read, each ack deleted: ~3 per message of ≤ 64 KB); Worker requests. Production code carries",
-    `no counter. Load: ${COST_PUSHES} unique safe-mode pushes (half Baidu JSON, half WeChat XML) from ${COST_USERS} users,`,
+    `no counter. Load: ${COST_PUSHES} unique safe-mode pushes (half Baidu JSON, half WeChat XML) from ${COST_USERS} users of each`,
+    `app (${COST_USERS * 2} conversations, ~${Math.round(COST_PUSHES / COST_USERS / 2)} messages each, so ${((COST_USERS * 2) / COST_PUSHES).toFixed(2)} new conversations per push),`,
     `${COST_CONCURRENCY} in flight, then every third message retried ${RETRIES_PER_RETRIED_MESSAGE} times (one retry after the other, as a`,
     `platform does): ${COST_PUSHES} retries. Counted until the background work (alarms, queues, webhook) went quiet.`,
     `Priced at Cloudflare's Workers Paid rates, beside the same count for commit \`${flags.baseline}\`, built and`,
