@@ -26,7 +26,7 @@ export function withProbes(worker: ExportedHandler<never>): ExportedHandler<Prob
       const url = new URL(request.url);
       if (url.pathname === "/__probe/do" || url.pathname === "/__probe/do-write") {
         const key = url.searchParams.get("key") ?? "k";
-        const probe = env.PROBE.getByName(key.slice(0, 3)); // a few hundred objects, as users
+        const probe = env.PROBE.getByName(url.searchParams.get("object") ?? "probe"); // one per user, as conversations
         const answer = url.pathname === "/__probe/do" ? await probe.noop() : await probe.write(key);
         return new Response(String(answer));
       }

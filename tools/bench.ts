@@ -55,6 +55,7 @@ const REQUESTS = Number(flags.requests);
 const LEVELS = flags.levels.split(",").map(Number);
 const COST_PUSHES = Number(flags["cost-pushes"]);
 const PROBE_REQUESTS = Math.max(1, Math.round(REQUESTS * 0.5));
+const ROUNDS = 5;
 const PARTS = new Set(flags.parts.split(","));
 if (![REQUESTS, COST_PUSHES, ...LEVELS].every((n) => Number.isInteger(n) && n > 0)) {
   console.error("--requests, --levels and --cost-pushes take positive integers, e.g. --requests 2000 --levels 1,8,32");
@@ -147,6 +148,8 @@ interface HttpRun {
   p99: number;
   errors: number;
   firstError?: string;
+  seconds: number;
+  latencies: Float64Array;
 }
 
 /** A closed loop: `concurrency` requests in flight until `count` have completed. */
@@ -170,7 +173,29 @@ async function drive(concurrency: number, count: number, request: (i: number) =>
   await Promise.all(Array.from({ length: concurrency }, loop));
   const seconds = (performance.now() - started) / 1000;
   latencies.sort();
-  return { requests: count, rps: count / seconds, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), errors, firstError };
+  return { requests: count, rps: count / seconds, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), errors, firstError, seconds, latencies };
+}
+
+/** Rounds of one route measured apart, as one run. */
+function combine(runs: HttpRun[]): HttpRun {
+  const latencies = new Float64Array(runs.reduce((n, run) => n + run.requests, 0));
+  let offset = 0;
+  for (const run of runs) {
+    latencies.set(run.latencies, offset);
+    offset += run.requests;
+  }
+  latencies.sort();
+  const seconds = runs.reduce((sum, run) => sum + run.seconds, 0);
+  return {
+    requests: latencies.length,
+    rps: latencies.length / seconds,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    firstError: runs.find((run) => run.firstError)?.firstError,
+    seconds,
+    latencies,
+  };
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -236,7 +261,7 @@ function probeBuild(): string {
 }
 
 async function getProbe(base: string, path: string, i: number): Promise<string | undefined> {
-  const response = await fetch(`${base}${path}?key=${openids[i % USERS]}${i}`);
+  const response = await fetch(`${base}${path}?object=${openids[i % USERS]}&key=${i}`);
   const body = await response.text();
   return response.ok ? undefined : `HTTP ${response.status} ${body.slice(0, 200)}`;
 }
@@ -263,18 +288,27 @@ async function benchHttp(): Promise<HttpLevel[]> {
     });
     const base = worker.url;
 
-    log(`warming up (${WARMUP_REQUESTS} pushes, ${WARMUP_REQUESTS} health checks)…`);
-    const warmup = Array.from({ length: WARMUP_REQUESTS }, (_, i) => alternating(i));
-    await drive(8, WARMUP_REQUESTS, (i) => postPush(base, warmup[i]!));
+    // Every user writes once to each app first: the rows measure acknowledgements to existing
+    // conversations (what creating one costs is in the cost table), and the probes' objects exist.
+    log(`warming up (${USERS * 2} pushes, one per conversation; ${WARMUP_REQUESTS} health checks and probe calls)…`);
+    await drive(8, USERS * 2, (i) => postPush(base, newPush(i % 2 === 0 ? baiduApp! : wechatApp!, [openids[i >> 1]!])));
     await drive(8, WARMUP_REQUESTS, () => getHealth(base));
+    await drive(8, Math.max(WARMUP_REQUESTS, USERS), (i) => getProbe(base, "/__probe/do-write", i));
 
     const levels: HttpLevel[] = [];
     for (const concurrency of LEVELS) {
+      // The routes take turns, ROUNDS times, so that whatever else loads the machine meanwhile
+      // weighs on each of them alike: the ratios are of the same minutes.
       const nextPush = pushSource();
-      const trivial = await drive(concurrency, REQUESTS, () => getHealth(base));
-      const push = await drive(concurrency, REQUESTS, (i) => postPush(base, nextPush(i)));
-      const doCall = await drive(concurrency, PROBE_REQUESTS, (i) => getProbe(base, "/__probe/do", i));
-      const doWrite = await drive(concurrency, PROBE_REQUESTS, (i) => getProbe(base, "/__probe/do-write", i));
+      const rounds: Record<"trivial" | "push" | "doCall" | "doWrite", HttpRun[]> = { trivial: [], push: [], doCall: [], doWrite: [] };
+      const share = (n: number) => Math.max(1, Math.round(n / ROUNDS));
+      for (let round = 0; round < ROUNDS; round++) {
+        rounds.trivial.push(await drive(concurrency, share(REQUESTS), () => getHealth(base)));
+        rounds.push.push(await drive(concurrency, share(REQUESTS), (i) => postPush(base, nextPush(round * REQUESTS + i))));
+        rounds.doCall.push(await drive(concurrency, share(PROBE_REQUESTS), (i) => getProbe(base, "/__probe/do", round * REQUESTS + i)));
+        rounds.doWrite.push(await drive(concurrency, share(PROBE_REQUESTS), (i) => getProbe(base, "/__probe/do-write", round * REQUESTS + i)));
+      }
+      const [trivial, push, doCall, doWrite] = [rounds.trivial, rounds.push, rounds.doCall, rounds.doWrite].map(combine) as [HttpRun, HttpRun, HttpRun, HttpRun];
       levels.push({ concurrency, push, trivial, doCall, doWrite });
       const errors = [push, trivial, doCall, doWrite].reduce((sum, run) => sum + run.errors, 0);
       log(
@@ -605,11 +639,13 @@ function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
     "KEFU_WEBHOOK_URL unset, so the queue and webhook work that follows an ack in production does not compete",
     "for this machine's two cores). Each push is verified, decrypted, decoded, de-duplicated (KV, then the",
     "user's Durable Object with its SQLite insert) and answered `success`. Load: Node's fetch with keep-alive,",
-    `a closed loop of *c* requests in flight, ${REQUESTS} requests per row after a warm-up of ${WARMUP_REQUESTS}; the load`,
+    `a closed loop of *c* requests in flight, ${REQUESTS} requests per row after a warm-up (one push per conversation,`,
+    `${WARMUP_REQUESTS} of each other route), the routes taking`,
+    `turns in ${ROUNDS} rounds (so that other load on the machine weighs on each alike); the load`,
     `generator runs on the same 2 cores. Pushes: safe mode as the platforms seal them, half Baidu JSON and half`,
     `WeChat XML, from ${USERS} users, unique 64-bit MsgIds, each sealed as it is sent (CreateTime now); ~${RETRY_SHARE * 100}% exact`,
     `retries of pushes sent at least ${RETRY_AFTER_MS / 1000} s earlier (a platform retries after its timeout).`,
-    "Trivial: `GET /health` on the same Worker, measured just before each push row.",
+    "Trivial: `GET /health` on the same Worker.",
     "",
     "| c | push req/s | push p50 | push p99 | /health req/s | /health p50 | /health p99 | req/s push÷trivial | p50 push÷trivial |",
     "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -621,8 +657,8 @@ function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
     "",
     "### Where a push's time goes, locally",
     "",
-    `The same Worker answers two probe routes (tools/bench-probe.ts, ${PROBE_REQUESTS} requests per row, right after each push`,
-    "row): a call to a Durable Object that does nothing, and one that commits a one-row SQLite write before it",
+    `The same Worker answers two probe routes (tools/bench-probe.ts, ${PROBE_REQUESTS} requests per row, in the same rounds):`,
+    "a call to a Durable Object that does nothing, and one that commits a one-row SQLite write before it",
     "answers — what an acknowledged push must wait for at the least, without any of kefu-edge's work.",
     "",
     "| c | /health req/s | DO call req/s | DO call + 1-row commit req/s | push req/s | DO call ÷ trivial | DO + commit ÷ trivial | push ÷ DO + commit |",
