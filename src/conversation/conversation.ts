@@ -83,9 +83,11 @@ const MARKED_KEYS_KEPT = 1_000;
 
 /**
  * One forward attempt, claimed by a queue consumer. Its calls belong to the RPC session that
- * claimed it (one billed request for claim and result); dropping it releases the claim.
+ * claimed it: claim and result are one billed request. Dropped unfinished, it releases its claim.
  */
 export class ForwardAttempt extends RpcTarget {
+  private finished = false;
+
   constructor(
     private readonly settle: (status: ForwardStatus, error?: string) => void,
     private readonly release: () => void,
@@ -95,11 +97,12 @@ export class ForwardAttempt extends RpcTarget {
 
   /** How the attempt ended: delivered, or still pending with the reason. */
   finish(status: ForwardStatus, error?: string): void {
+    this.finished = true;
     this.settle(status, error);
   }
 
   [Symbol.dispose](): void {
-    this.release();
+    if (!this.finished) this.release();
   }
 }
 
@@ -110,13 +113,13 @@ export class ForwardAttempt extends RpcTarget {
  * Every method does its reads and writes without an `await` in between, so each is atomic: SQLite
  * commits them together, and concurrent deliveries cannot interleave. A push costs one request and
  * two rows written: the message and the conversation row; its forward goes to the queue straight
- * after the commit (the `Outbox`), and the forward's claim and result are one more request.
+ * after the commit (the `Outbox`), and the forward's claim and result are one more request (two
+ * rows). Claims of forwards and sends are the same: a lease stored with the item, so it outlives
+ * a restart of this object.
  */
 export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox;
-  /** Forward claims held by consumers, in memory: key → lease end. The instance is the only one. */
-  private readonly claims = new Map<string, number>();
   private readonly marked = new Set<string>();
   /** When this instance started: what was accepted before is a previous instance's business. */
   private readonly startedAt = Date.now();
@@ -145,6 +148,7 @@ export class Conversation extends DurableObject<Env> {
         message TEXT NOT NULL,
         forward TEXT,
         forward_attempts INTEGER NOT NULL DEFAULT 0,
+        forward_claimed_at INTEGER,
         forward_error TEXT
       ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS replies (
@@ -209,28 +213,25 @@ export class Conversation extends DurableObject<Env> {
   claimForward(key: string, leaseMs: number): Claim<{ message: Message; attempt: ForwardAttempt }> {
     const now = Date.now();
     const row = this.sql
-      .exec<{ message: string; forward: string | null; forward_attempts: number }>(
-        "SELECT message, forward, forward_attempts FROM messages WHERE key = ?",
+      .exec<{ message: string; forward: string | null; forward_attempts: number; forward_claimed_at: number | null }>(
+        "SELECT message, forward, forward_attempts, forward_claimed_at FROM messages WHERE key = ?",
         key,
       )
       .toArray()[0];
     if (!row || row.forward !== "pending") return { state: "done" };
-    const busy = Math.max(0, (this.claims.get(key) ?? 0) - now);
+    const busy = leaseLeft(row.forward_claimed_at, leaseMs, now);
     if (busy > 0) return { state: "busy", retryInMs: busy };
-    const leaseEnd = now + leaseMs;
-    this.claims.set(key, leaseEnd);
-    const release = () => {
-      if (this.claims.get(key) === leaseEnd) this.claims.delete(key);
-    };
+    this.sql.exec("UPDATE messages SET forward_attempts = forward_attempts + 1, forward_claimed_at = ? WHERE key = ?", now, key);
     const settle = (status: ForwardStatus, error?: string) => {
       this.sql.exec(
-        `UPDATE messages SET forward = ?, forward_error = ?, forward_attempts = forward_attempts + 1
-         WHERE key = ? AND forward IS NOT 'delivered'`,
+        "UPDATE messages SET forward = ?, forward_error = ?, forward_claimed_at = NULL WHERE key = ? AND forward IS NOT 'delivered'",
         status,
         error ?? null,
         key,
       );
-      release();
+    };
+    const release = () => {
+      this.sql.exec("UPDATE messages SET forward_claimed_at = NULL WHERE key = ? AND forward_claimed_at = ?", key, now);
     };
     return { state: "claimed", attempts: row.forward_attempts + 1, message: JSON.parse(row.message) as Message, attempt: new ForwardAttempt(settle, release) };
   }
@@ -419,7 +420,7 @@ export class Conversation extends DurableObject<Env> {
       "SELECT key FROM messages WHERE forward = 'pending' AND forward_attempts = 0 AND received_at < ?",
       this.startedAt,
     )) {
-      if (!this.claims.has(key)) void this.handOff({ target: "forwards", job: { app, openid, key } });
+      void this.handOff({ target: "forwards", job: { app, openid, key } });
     }
     for (const { id } of this.sql.exec<{ id: string }>(
       "SELECT id FROM replies WHERE status = 'queued' AND attempts = 0 AND created_at < ?",
@@ -581,8 +582,8 @@ function migrateFromV1(sql: SqlStorage): boolean {
   if (!columns.some((c) => c.name === "listed_at")) sql.exec("ALTER TABLE conversation ADD COLUMN listed_at INTEGER");
   for (const { name } of old) {
     if (name === "inbound") {
-      sql.exec(`INSERT OR IGNORE INTO messages (key, received_at, message, forward, forward_attempts, forward_error)
-                SELECT key, received_at, message, forward, forward_attempts, forward_error FROM inbound`);
+      sql.exec(`INSERT OR IGNORE INTO messages (key, received_at, message, forward, forward_attempts, forward_claimed_at, forward_error)
+                SELECT key, received_at, message, forward, forward_attempts, forward_claimed_at, forward_error FROM inbound`);
       sql.exec("DROP TABLE inbound");
     } else {
       sql.exec("INSERT INTO handoffs (item, attempts) SELECT item, attempts FROM outbox ORDER BY seq");

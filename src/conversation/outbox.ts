@@ -52,6 +52,7 @@ export class Outbox {
           log("outbox_retry", { target: item.target, attempts: 1, reason: String(error) });
         },
       )
+      .catch((error: unknown) => log("outbox_error", { target: item.target, reason: String(error) })) // storage broke: the guard alarm recovers
       .finally(() => {
         if (--this.running === 0) this.idle();
       });
