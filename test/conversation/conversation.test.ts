@@ -355,3 +355,43 @@ describe("work per push", () => {
     await vi.waitFor(async () => expect(await listed(openid)).toBeDefined());
   });
 });
+
+describe("hand-off fallbacks", () => {
+  it("keeps a forward the queue refused in the outbox, and the alarm hands it on", async () => {
+    const fields = textPush({ ToUserName: bd.appId });
+    const openid = fields.FromUserName as string;
+    const stub = conversation(env, "bd-shop", openid);
+    const message = { platform: "baidu", app: "bd-shop", openid, to: bd.appId, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "你好", raw: {} } as never;
+    await runInDurableObject(stub, async (instance: Conversation, state) => {
+      const forwards = (instance as unknown as { env: Env }).env.FORWARDS;
+      const send = forwards.send;
+      forwards.send = () => Promise.reject(new Error("queue unavailable"));
+      try {
+        expect(instance.accept(message, { forward: true })).toEqual({ accepted: true });
+        await vi.waitFor(() => expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM handoffs").one().n).toBe(1));
+      } finally {
+        forwards.send = send;
+      }
+    });
+    expect(await webhookDeliveries(openid)).toHaveLength(0);
+    await runDurableObjectAlarm(stub);
+    await vi.waitFor(async () => expect(await webhookDeliveries(openid)).toHaveLength(1), { timeout: 5000 });
+  });
+
+  it("holds a forward's claim across a restart of the conversation", async () => {
+    const stub = conversation(env, "bd-shop", uniqueId("o"));
+    const fields = textPush({ ToUserName: bd.appId });
+    const key = `msg:${fields.MsgId}`;
+    await runInDurableObject(stub, (instance: Conversation, state) => {
+      const message = { platform: "baidu", app: "bd-shop", openid: fields.FromUserName, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "hi", raw: {} } as never;
+      instance.accept(message, { forward: false });
+      state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
+      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });
+    });
+    await evictDurableObject(stub);
+    await runInDurableObject(stub, (instance: Conversation, state) => {
+      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "busy" });
+      state.storage.sql.exec("UPDATE messages SET forward = 'delivered'");
+    });
+  });
+});
