@@ -13,6 +13,8 @@ const STOP_GRACE_MS = 5_000;
 export interface WranglerDevOptions {
   port: number;
   envFile: string;
+  /** Another wrangler config than ./wrangler.toml (the benchmark's instrumented Worker). */
+  config?: string;
   /** Extra variables, passed as `--var NAME:VALUE` (they win over the env file). */
   vars?: Record<string, string>;
   ip?: string;
@@ -43,6 +45,7 @@ export interface WranglerDev {
 /** Starts `wrangler dev` and resolves once the Worker answers GET /health. */
 export async function startWranglerDev(options: WranglerDevOptions): Promise<WranglerDev> {
   const args = [WRANGLER, "dev", "--env-file", options.envFile, "--port", String(options.port), "--show-interactive-dev-session=false"];
+  if (options.config) args.push("--config", options.config);
   if (options.ip) args.push("--ip", options.ip);
   if (options.inspectorPort) args.push("--inspector-port", String(options.inspectorPort));
   if (options.persistTo) args.push("--persist-to", options.persistTo);

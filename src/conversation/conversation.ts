@@ -1,11 +1,9 @@
-import { DurableObject } from "cloudflare:workers";
+import { DurableObject, RpcTarget } from "cloudflare:workers";
 import { requireConfig } from "../app-config.ts";
-import { backoffSeconds } from "../dispatch/backoff.ts";
 import type { Env } from "../env.ts";
-import { log } from "../log.ts";
 import { dedupeKey, type Message } from "../protocol/codec.ts";
 import type { ReplyGrant } from "../platforms/platform.ts";
-import type { ForwardJob, SendJob } from "../dispatch/jobs.ts";
+import { Outbox, type Handoff } from "./outbox.ts";
 import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "./reply.ts";
 import {
   applyGrant,
@@ -18,13 +16,6 @@ import {
   type Quota,
   type ReplyWindow,
 } from "./window.ts";
-
-/** Work handed off durably: written with the change that causes it, drained by the alarm. */
-type Outbox =
-  | { target: "forwards"; job: ForwardJob }
-  | { target: "sends"; job: SendJob }
-  /** `at` null: the conversation has forgotten everything, drop it from the directory. */
-  | { target: "directory"; at: number | null };
 
 export interface AcceptOptions {
   /** The reply window this message opens, if any (platform rules, decided by the caller). */
@@ -77,14 +68,65 @@ export interface Snapshot {
 const DAY = 86_400_000;
 
 /**
+ * The Directory hears of a conversation when it is new and then again only after it has been quiet
+ * this long: a customer-service exchange is a burst of messages within minutes, so this is one
+ * Directory request per exchange instead of one per message, and the listing's `lastActiveAt` (for
+ * agents browsing recent conversations) is exact to a quarter of an hour.
+ */
+export const DIRECTORY_QUIET_MS = 15 * 60_000;
+
+/** How long a hand-off may take before the guard alarm assumes this instance died in between. */
+const HANDOFF_GUARD_MS = 30_000;
+
+/** Keys this instance told a caller to mark in KV, so a burst of retries costs one KV write. */
+const MARKED_KEYS_KEPT = 1_000;
+
+/**
+ * One forward attempt, claimed by a queue consumer. Its calls belong to the RPC session that
+ * claimed it: claim and result are one billed request. Dropped unfinished, it releases its claim.
+ */
+export class ForwardAttempt extends RpcTarget {
+  private finished = false;
+
+  constructor(
+    private readonly settle: (status: ForwardStatus, error?: string) => void,
+    private readonly release: () => void,
+  ) {
+    super();
+  }
+
+  /** How the attempt ended: delivered, or still pending with the reason. */
+  finish(status: ForwardStatus, error?: string): void {
+    this.finished = true;
+    this.settle(status, error);
+  }
+
+  [Symbol.dispose](): void {
+    if (!this.finished) this.release();
+  }
+}
+
+/**
  * One conversation: an app and one user's openid. The authoritative de-duplication, the history,
  * the reply window and quota, and the durable hand-off of forwards and sends.
  *
  * Every method does its reads and writes without an `await` in between, so each is atomic: SQLite
- * commits them together, and concurrent deliveries cannot interleave.
+ * commits them together, and concurrent deliveries cannot interleave. A push costs one request and
+ * two rows written: the message and the conversation row; its forward goes to the queue straight
+ * after the commit (the `Outbox`), and the forward's claim and result are one more request (two
+ * rows). Claims of forwards and sends are the same: a lease stored with the item, so it outlives
+ * a restart of this object.
  */
 export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly outbox: Outbox;
+  private readonly marked = new Set<string>();
+  /** When this instance started: what was accepted before is a previous instance's business. */
+  private readonly startedAt = Date.now();
+  private recovered = false;
+  private listing = false;
+  /** The alarm as stored (undefined until read at start-up). */
+  private alarmAt: number | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -97,9 +139,10 @@ export class Conversation extends DurableObject<Env> {
         replies_remaining INTEGER NOT NULL DEFAULT 0,
         replies_allowed INTEGER NOT NULL DEFAULT 0,
         window_granted_at INTEGER NOT NULL DEFAULT 0,
-        last_active_at INTEGER
+        last_active_at INTEGER,
+        listed_at INTEGER
       );
-      CREATE TABLE IF NOT EXISTS inbound (
+      CREATE TABLE IF NOT EXISTS messages (
         key TEXT PRIMARY KEY,
         received_at INTEGER NOT NULL,
         message TEXT NOT NULL,
@@ -107,8 +150,7 @@ export class Conversation extends DurableObject<Env> {
         forward_attempts INTEGER NOT NULL DEFAULT 0,
         forward_claimed_at INTEGER,
         forward_error TEXT
-      );
-      CREATE INDEX IF NOT EXISTS inbound_by_time ON inbound (received_at);
+      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS replies (
         id TEXT PRIMARY KEY,
         idempotency_key TEXT UNIQUE,
@@ -122,26 +164,32 @@ export class Conversation extends DurableObject<Env> {
         updated_at INTEGER NOT NULL
       );
       CREATE INDEX IF NOT EXISTS replies_by_time ON replies (created_at);
-      CREATE TABLE IF NOT EXISTS outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      CREATE TABLE IF NOT EXISTS handoffs (
+        seq INTEGER PRIMARY KEY,
         item TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0
       );
     `);
+    if (migrateFromV1(this.sql)) ctx.storage.setAlarm(Date.now()); // whatever the old outbox held
+    this.outbox = new Outbox(this.sql, ctx.storage, (item) => this.send(item), () => this.scheduleAlarm());
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
   }
 
   // ---- inbound ------------------------------------------------------------------------------
 
   /**
-   * Records a user message once. Returns false for a retry of one already recorded. When this
-   * returns, the message and its forward are durable: the caller may acknowledge the push.
+   * Records a user message once. When this returns, the message and its forward are durable: the
+   * caller may acknowledge the push. A retry is answered `accepted: false`, and `markSeen` the
+   * first time: the caller then writes the KV entry that answers the later retries at the edge.
    */
-  accept(message: Message, options: AcceptOptions): { accepted: boolean } {
+  accept(message: Message, options: AcceptOptions): { accepted: true } | { accepted: false; markSeen: boolean } {
     const now = Date.now();
     const key = dedupeKey(message);
     const inserted = this.sql
       .exec(
-        `INSERT INTO inbound (key, received_at, message, forward) VALUES (?, ?, ?, ?)
+        `INSERT INTO messages (key, received_at, message, forward) VALUES (?, ?, ?, ?)
          ON CONFLICT (key) DO NOTHING RETURNING key`,
         key,
         now,
@@ -149,43 +197,48 @@ export class Conversation extends DurableObject<Env> {
         options.forward ? "pending" : null,
       )
       .toArray();
-    if (inserted.length === 0) return { accepted: false };
+    if (inserted.length === 0) return { accepted: false, markSeen: this.firstRepeat(key) };
 
-    this.identify(message.app, message.openid, now);
-    if (options.grant) {
-      // The platform's clock started the window; never later than now.
-      const at = Math.min(message.createTime * 1000, now);
-      this.saveWindow(applyGrant(this.window(), options.grant, at, this.inFlight(), now));
-    }
-    if (options.forward) this.enqueue({ target: "forwards", job: { app: message.app, openid: message.openid, key } });
-    this.enqueue({ target: "directory", at: now });
+    const { window, listedAt } = this.state();
+    // The platform's clock started the window; never later than now.
+    const granted = options.grant ? applyGrant(window, options.grant, Math.min(message.createTime * 1000, now), this.inFlight(), now) : window;
+    this.save(message.app, message.openid, granted, now);
+    if (options.forward) void this.handOff({ target: "forwards", job: { app: message.app, openid: message.openid, key } });
+    this.listIfQuiet(listedAt, now);
+    if (this.alarmAt === null) this.setAlarm(now + this.retentionMs()); // the first history entry
     return { accepted: true };
   }
 
   /** Claims one forward attempt; "done" once it was delivered or given up on. */
-  forwardItem(key: string, leaseMs: number): Claim<{ message: Message }> {
+  claimForward(key: string, leaseMs: number): Claim<{ message: Message; attempt: ForwardAttempt }> {
     const now = Date.now();
     const row = this.sql
       .exec<{ message: string; forward: string | null; forward_attempts: number; forward_claimed_at: number | null }>(
-        "SELECT message, forward, forward_attempts, forward_claimed_at FROM inbound WHERE key = ?",
+        "SELECT message, forward, forward_attempts, forward_claimed_at FROM messages WHERE key = ?",
         key,
       )
       .toArray()[0];
     if (!row || row.forward !== "pending") return { state: "done" };
     const busy = leaseLeft(row.forward_claimed_at, leaseMs, now);
     if (busy > 0) return { state: "busy", retryInMs: busy };
-    this.sql.exec("UPDATE inbound SET forward_attempts = forward_attempts + 1, forward_claimed_at = ? WHERE key = ?", now, key);
-    return { state: "claimed", attempts: row.forward_attempts + 1, message: JSON.parse(row.message) as Message };
+    this.sql.exec("UPDATE messages SET forward_attempts = forward_attempts + 1, forward_claimed_at = ? WHERE key = ?", now, key);
+    const settle = (status: ForwardStatus, error?: string) => {
+      this.sql.exec(
+        "UPDATE messages SET forward = ?, forward_error = ?, forward_claimed_at = NULL WHERE key = ? AND forward IS NOT 'delivered'",
+        status,
+        error ?? null,
+        key,
+      );
+    };
+    const release = () => {
+      this.sql.exec("UPDATE messages SET forward_claimed_at = NULL WHERE key = ? AND forward_claimed_at = ?", key, now);
+    };
+    return { state: "claimed", attempts: row.forward_attempts + 1, message: JSON.parse(row.message) as Message, attempt: new ForwardAttempt(settle, release) };
   }
 
-  /** Records how a forward attempt ended: delivered, failed for good, or still pending with an error. */
+  /** Records a forward's end without an attempt: given up on (the dead-letter queue). */
   forwardResult(key: string, status: ForwardStatus, error?: string): void {
-    this.sql.exec(
-      "UPDATE inbound SET forward = ?, forward_error = ?, forward_claimed_at = NULL WHERE key = ? AND forward IS NOT 'delivered'",
-      status,
-      error ?? null,
-      key,
-    );
+    this.sql.exec("UPDATE messages SET forward = ?, forward_error = ? WHERE key = ? AND forward IS NOT 'delivered'", status, error ?? null, key);
   }
 
   // ---- replies ------------------------------------------------------------------------------
@@ -222,8 +275,8 @@ export class Conversation extends DurableObject<Env> {
       return { ok: false, code: taken.code, message, quota: quotaOf(this.window(), now) };
     }
     const answer: ReserveAnswer = { id, status: "queued", quota: quotaOf(taken.window, now) };
-    this.identify(app, openid, now);
-    this.saveWindow(taken.window);
+    const { listedAt } = this.state();
+    this.save(app, openid, taken.window, now);
     this.sql.exec(
       `INSERT INTO replies (id, idempotency_key, request, status, answer, created_at, updated_at)
        VALUES (?, ?, ?, 'queued', ?, ?, ?)`,
@@ -234,8 +287,8 @@ export class Conversation extends DurableObject<Env> {
       now,
       now,
     );
-    this.enqueue({ target: "sends", job: { app, openid, id } });
-    this.enqueue({ target: "directory", at: now });
+    void this.handOff({ target: "sends", job: { app, openid, id } });
+    this.listIfQuiet(listedAt, now);
     return { ok: true, answer, replayed: false };
   }
 
@@ -303,7 +356,7 @@ export class Conversation extends DurableObject<Env> {
     if (!meta) return null;
     const inbound = this.sql
       .exec<{ received_at: number; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null }>(
-        "SELECT received_at, message, forward, forward_attempts, forward_error FROM inbound ORDER BY received_at DESC LIMIT ?",
+        "SELECT received_at, message, forward, forward_attempts, forward_error FROM messages ORDER BY received_at DESC LIMIT ?",
         limit,
       )
       .toArray()
@@ -338,34 +391,47 @@ export class Conversation extends DurableObject<Env> {
     };
   }
 
-  // ---- the alarm: drain the outbox, then forget old history -----------------------------------
+  // ---- the alarm: retry hand-offs, then forget old history ----------------------------------
 
   override async alarm(): Promise<void> {
-    const retryAt = await this.drainOutbox();
+    this.alarmAt = null; // this one has fired
+    if (!this.recovered) this.recover();
+    const retryAt = await this.outbox.retryKept();
     this.forgetOldHistory(Date.now());
     this.scheduleAlarm(retryAt);
   }
 
-  /** Hands every outbox item on; returns when to try again if any could not be. */
-  private async drainOutbox(): Promise<number | undefined> {
-    const rows = this.sql.exec<{ seq: number; item: string; attempts: number }>("SELECT seq, item, attempts FROM outbox ORDER BY seq").toArray();
-    let retryAt: number | undefined;
-    for (const row of rows) {
-      const item = JSON.parse(row.item) as Outbox;
-      try {
-        await this.handOff(item);
-        this.sql.exec("DELETE FROM outbox WHERE seq = ?", row.seq);
-      } catch (error) {
-        const attempts = row.attempts + 1;
-        this.sql.exec("UPDATE outbox SET attempts = ? WHERE seq = ?", attempts, row.seq);
-        retryAt = Math.min(retryAt ?? Infinity, Date.now() + backoffSeconds(attempts, 1, 60) * 1000);
-        log("outbox_retry", { target: item.target, attempts, reason: String(error) });
-      }
+  /**
+   * The first alarm of an instance re-hands what an earlier instance committed but may have died
+   * before handing on (that is why the guard alarm fired): forwards and sends never attempted, and
+   * a Directory entry not confirmed. A copy of a job that did reach the queue is harmless: its
+   * claim finds it done, or under way.
+   */
+  private recover(): void {
+    this.recovered = true;
+    const meta = this.sql
+      .exec<{ app: string; openid: string; last_active_at: number | null; listed_at: number | null }>(
+        "SELECT app, openid, last_active_at, listed_at FROM conversation",
+      )
+      .toArray()[0];
+    if (!meta) return;
+    const { app, openid } = meta;
+    for (const { key } of this.sql.exec<{ key: string }>(
+      "SELECT key FROM messages WHERE forward = 'pending' AND forward_attempts = 0 AND received_at < ?",
+      this.startedAt,
+    )) {
+      void this.handOff({ target: "forwards", job: { app, openid, key } });
     }
-    return retryAt;
+    for (const { id } of this.sql.exec<{ id: string }>(
+      "SELECT id FROM replies WHERE status = 'queued' AND attempts = 0 AND created_at < ?",
+      this.startedAt,
+    )) {
+      void this.handOff({ target: "sends", job: { app, openid, id } });
+    }
+    if (meta.last_active_at !== null && (meta.listed_at ?? 0) < meta.last_active_at) this.listIfQuiet(null, meta.last_active_at);
   }
 
-  private async handOff(item: Outbox): Promise<void> {
+  private async send(item: Handoff): Promise<void> {
     switch (item.target) {
       case "forwards":
         await this.env.FORWARDS.send(item.job, { contentType: "json" });
@@ -381,45 +447,95 @@ export class Conversation extends DurableObject<Env> {
     }
   }
 
+  /** Hands `item` on after the commit, with the guard alarm set in the same commit. */
+  private handOff(item: Handoff, sent?: () => void): Promise<void> {
+    if (this.outbox.inFlight === 0) this.setAlarm(Date.now() + HANDOFF_GUARD_MS);
+    return this.outbox.handOff(item, sent);
+  }
+
+  /** Tells the Directory, if the conversation is new to it or was quiet for DIRECTORY_QUIET_MS. */
+  private listIfQuiet(listedAt: number | null, now: number): void {
+    if (this.listing || (listedAt !== null && now - listedAt < DIRECTORY_QUIET_MS)) return;
+    this.listing = true; // one touch at a time
+    void this.handOff({ target: "directory", at: now }, () => {
+      this.sql.exec("UPDATE conversation SET listed_at = ?", now);
+    }).finally(() => (this.listing = false));
+  }
+
   private forgetOldHistory(now: number): void {
     const cutoff = now - this.retentionMs();
     const forgotten =
-      this.sql.exec("DELETE FROM inbound WHERE received_at < ?", cutoff).rowsWritten +
+      this.sql.exec("DELETE FROM messages WHERE received_at < ?", cutoff).rowsWritten +
       this.sql.exec("DELETE FROM replies WHERE created_at < ? AND status IN ('sent', 'failed')", cutoff).rowsWritten;
-    const left = this.sql.exec<{ n: number }>("SELECT (SELECT count(*) FROM inbound) + (SELECT count(*) FROM replies) AS n").one().n;
-    if (forgotten > 0 && left === 0) this.enqueue({ target: "directory", at: null });
+    const left = this.sql.exec<{ n: number }>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM replies) AS n").one().n;
+    if (forgotten > 0 && left === 0) {
+      void this.handOff({ target: "directory", at: null }, () => {
+        this.sql.exec("UPDATE conversation SET listed_at = NULL");
+      });
+    }
   }
 
-  /** One alarm serves both jobs: soon while the outbox has items, else when the oldest history expires. */
+  /**
+   * One alarm serves every job: the guard while hand-offs run, soon while some wait for a retry,
+   * else when the oldest history expires.
+   */
   private scheduleAlarm(retryAt?: number): void {
-    const pending = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
-    if (pending > 0) {
-      this.ctx.storage.setAlarm(retryAt ?? Date.now());
-      return;
-    }
+    const now = Date.now();
+    if (this.outbox.inFlight > 0) return this.setAlarm(now + HANDOFF_GUARD_MS);
+    if (this.outbox.kept > 0) return this.setAlarm(retryAt ?? now);
     const oldest = this.sql
       .exec<{ t: number | null }>(
-        "SELECT min(t) AS t FROM (SELECT min(received_at) AS t FROM inbound UNION ALL SELECT min(created_at) FROM replies WHERE status IN ('sent', 'failed'))",
+        "SELECT min(t) AS t FROM (SELECT min(received_at) AS t FROM messages UNION ALL SELECT min(created_at) FROM replies WHERE status IN ('sent', 'failed'))",
       )
       .one().t;
-    if (oldest !== null) this.ctx.storage.setAlarm(oldest + this.retentionMs());
-    else this.ctx.storage.deleteAlarm();
+    this.setAlarm(oldest === null ? null : oldest + this.retentionMs());
+  }
+
+  private setAlarm(at: number | null): void {
+    if (at === this.alarmAt) return;
+    this.alarmAt = at;
+    if (at === null) this.ctx.storage.deleteAlarm();
+    else this.ctx.storage.setAlarm(at);
   }
 
   // ---- storage helpers ----------------------------------------------------------------------
 
-  private enqueue(item: Outbox): void {
-    this.sql.exec("INSERT INTO outbox (item) VALUES (?)", JSON.stringify(item));
-    this.ctx.storage.setAlarm(Date.now());
+  /** True the first time this instance sees a repeat of `key`. */
+  private firstRepeat(key: string): boolean {
+    if (this.marked.has(key)) return false;
+    if (this.marked.size >= MARKED_KEYS_KEPT) this.marked.clear();
+    this.marked.add(key);
+    return true;
   }
 
-  private identify(app: string, openid: string, now: number): void {
+  private state(): { window: ReplyWindow; listedAt: number | null } {
+    const row = this.sql
+      .exec<{ window_expires_at: number; replies_remaining: number; replies_allowed: number; window_granted_at: number; listed_at: number | null }>(
+        "SELECT window_expires_at, replies_remaining, replies_allowed, window_granted_at, listed_at FROM conversation",
+      )
+      .toArray()[0];
+    return row
+      ? {
+          window: { expiresAt: row.window_expires_at, remaining: row.replies_remaining, allowance: row.replies_allowed, grantedAt: row.window_granted_at },
+          listedAt: row.listed_at,
+        }
+      : { window: closedWindow, listedAt: null };
+  }
+
+  /** The conversation row in one write: who it is, when it was last active, and its window. */
+  private save(app: string, openid: string, window: ReplyWindow, now: number): void {
     this.sql.exec(
-      `INSERT INTO conversation (id, app, openid, last_active_at) VALUES (1, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at`,
+      `INSERT INTO conversation (id, app, openid, last_active_at, window_expires_at, replies_remaining, replies_allowed, window_granted_at)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at, window_expires_at = excluded.window_expires_at,
+         replies_remaining = excluded.replies_remaining, replies_allowed = excluded.replies_allowed, window_granted_at = excluded.window_granted_at`,
       app,
       openid,
       now,
+      window.expiresAt,
+      window.remaining,
+      window.allowance,
+      window.grantedAt,
     );
   }
 
@@ -429,14 +545,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private window(): ReplyWindow {
-    const row = this.sql
-      .exec<{ window_expires_at: number; replies_remaining: number; replies_allowed: number; window_granted_at: number }>(
-        "SELECT window_expires_at, replies_remaining, replies_allowed, window_granted_at FROM conversation",
-      )
-      .toArray()[0];
-    return row
-      ? { expiresAt: row.window_expires_at, remaining: row.replies_remaining, allowance: row.replies_allowed, grantedAt: row.window_granted_at }
-      : closedWindow;
+    return this.state().window;
   }
 
   private saveWindow(window: ReplyWindow): void {
@@ -458,6 +567,30 @@ export class Conversation extends DurableObject<Env> {
     const row = this.sql.exec<ReplyRow>(`SELECT ${REPLY_COLUMNS} FROM replies WHERE id = ?`, id).toArray()[0];
     return row ? toReplyState(row) : null;
   }
+}
+
+/**
+ * Storage written by the first version (tables `inbound`, with a time index, and `outbox`, with
+ * AUTOINCREMENT) moves, once, to `messages` (WITHOUT ROWID, no index: one row written per
+ * message) and `handoffs` (no sqlite_sequence bookkeeping). The old tables' presence is the version;
+ * true when it ran.
+ */
+function migrateFromV1(sql: SqlStorage): boolean {
+  const old = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('inbound', 'outbox')").toArray();
+  if (old.length === 0) return false;
+  const columns = sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('conversation')").toArray();
+  if (!columns.some((c) => c.name === "listed_at")) sql.exec("ALTER TABLE conversation ADD COLUMN listed_at INTEGER");
+  for (const { name } of old) {
+    if (name === "inbound") {
+      sql.exec(`INSERT OR IGNORE INTO messages (key, received_at, message, forward, forward_attempts, forward_claimed_at, forward_error)
+                SELECT key, received_at, message, forward, forward_attempts, forward_claimed_at, forward_error FROM inbound`);
+      sql.exec("DROP TABLE inbound");
+    } else {
+      sql.exec("INSERT INTO handoffs (item, attempts) SELECT item, attempts FROM outbox ORDER BY seq");
+      sql.exec("DROP TABLE outbox");
+    }
+  }
+  return true;
 }
 
 const REPLY_COLUMNS = "id, status, attempts, error, created_at, updated_at, request";

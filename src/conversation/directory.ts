@@ -9,7 +9,8 @@ export interface DirectoryPage {
 
 /**
  * One per app: which conversations exist and when each was last active, for listing them newest
- * first. Fed from each conversation's outbox, so it never slows a push down.
+ * first. Told by each conversation after its commit, when it is new or was quiet for
+ * DIRECTORY_QUIET_MS: it never slows a push down, and `lastActiveAt` is exact to that period.
  */
 export class Directory extends DurableObject<Env> {
   private readonly sql: SqlStorage;

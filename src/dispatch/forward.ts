@@ -10,30 +10,36 @@ const describe = (job: ForwardJob) => ({ app: job.app, openid: shortOpenid(job.o
 
 /**
  * The FORWARDS consumer: POSTs each accepted message to KEFU_WEBHOOK_URL. Queues deliver at least
- * once, so each attempt is claimed in the conversation first: a delivered message is not sent again.
+ * once, so each attempt is claimed in the conversation first: a delivered message is not sent again,
+ * and a second copy waits while the first is under way.
  */
 export async function forwardBatch(batch: MessageBatch<ForwardJob>, env: Env): Promise<void> {
   const config = requireConfig(env);
   await consume(batch, config, "forward", describe, async (job) => {
     const { webhook } = config;
     if (!webhook) return { done: true, fields: { outcome: "skipped", reason: "KEFU_WEBHOOK_URL is not set" } };
-    const stub = conversation(env, job.app, job.openid);
-    const claim = await stub.forwardItem(job.key, config.callTimeoutMs + 5_000);
+    const claim = await conversation(env, job.app, job.openid).claimForward(job.key, config.callTimeoutMs + 5_000);
     if (claim.state === "done") return { done: true, fields: { outcome: "duplicate" } };
     if (claim.state === "busy") return busy(claim.retryInMs);
 
-    const request = webhookRequest(webhook.url, webhook.secret, `${job.app}/${job.key}`, claim.message);
-    const status = await fetch(request, { signal: AbortSignal.timeout(config.callTimeoutMs) }).then(
-      (response) => response.status,
-      (error: unknown) => `unreachable: ${String(error)}`,
-    );
-    if (typeof status === "number" && status >= 200 && status < 300) {
-      await stub.forwardResult(job.key, "delivered");
-      return { done: true, fields: { outcome: "delivered", status } };
+    // Claim and result are one RPC session with the conversation: one request, however long the call.
+    const { attempt } = claim;
+    try {
+      const request = webhookRequest(webhook.url, webhook.secret, `${job.app}/${job.key}`, claim.message);
+      const status = await fetch(request, { signal: AbortSignal.timeout(config.callTimeoutMs) }).then(
+        (response) => response.status,
+        (error: unknown) => `unreachable: ${String(error)}`,
+      );
+      if (typeof status === "number" && status >= 200 && status < 300) {
+        await attempt.finish("delivered");
+        return { done: true, fields: { outcome: "delivered", status } };
+      }
+      const reason = typeof status === "number" ? `webhook answered HTTP ${status}` : `webhook ${status}`;
+      await attempt.finish("pending", reason);
+      return { done: false, fields: { outcome: "retry", reason } };
+    } finally {
+      attempt[Symbol.dispose]();
     }
-    const reason = typeof status === "number" ? `webhook answered HTTP ${status}` : `webhook ${status}`;
-    await stub.forwardResult(job.key, "pending", reason);
-    return { done: false, fields: { outcome: "retry", reason } };
   });
 }
 

@@ -17,8 +17,17 @@ export type Acceptance =
 const DAY_SECONDS = 86_400;
 
 /**
- * Records a verified push exactly once. KV answers most retries at the edge; the conversation's
- * Durable Object is the authority, so the result is the same when KV is stale, empty or down.
+ * The platforms retry only once they have dropped the connection at their timeout (Baidu 2 s,
+ * WeChat 5 s): a push whose CreateTime is younger than this is a first delivery, and KV is not
+ * asked about it. Should a clock skew make a retry look younger, the conversation still answers it.
+ */
+const RETRY_MIN_AGE_MS = 2_000;
+
+/**
+ * Records a verified push exactly once. KV answers repeated retries at the edge (it is read only
+ * for pushes old enough to be retries, written only for messages that were retried); the
+ * conversation's Durable Object is the authority, so the result is the same when KV is stale,
+ * empty or down.
  * Resolves only once the message and its forward are durable: then the push may be acknowledged.
  */
 export async function accept(
@@ -31,14 +40,17 @@ export async function accept(
   if (app.rules.systemTypes.includes(message.type)) return { outcome: "system" };
   if (message.createTime < Date.now() / 1000 - config.historyRetentionDays * DAY_SECONDS) return { outcome: "stale" };
   const seenKey = `${app.name}/${message.openid}/${dedupeKey(message)}`;
-  if (await seenRecently(env.DEDUPE, seenKey)) return { outcome: "duplicate", dedupedBy: "kv" };
-  const { accepted } = await conversation(env, app.name, message.openid).accept(message, {
+  const mayBeRetry = Date.now() - message.createTime * 1000 >= RETRY_MIN_AGE_MS;
+  if (mayBeRetry && (await seenRecently(env.DEDUPE, seenKey))) return { outcome: "duplicate", dedupedBy: "kv" };
+  const answer = await conversation(env, app.name, message.openid).accept(message, {
     grant: grantFor(app.rules, message),
     forward: config.webhook !== undefined,
   });
-  if (!accepted) return { outcome: "duplicate", dedupedBy: "conversation" };
-  ctx.waitUntil(markSeen(env.DEDUPE, seenKey, config.dedupeTtlSeconds));
-  return { outcome: "accepted" };
+  if (answer.accepted) return { outcome: "accepted" };
+  // The platform retries this one: from now on KV answers its retries at the edge. Most pushes
+  // are never retried, so KV is written only for those that are (once per message, not per push).
+  if (answer.markSeen) ctx.waitUntil(markSeen(env.DEDUPE, seenKey, config.dedupeTtlSeconds));
+  return { outcome: "duplicate", dedupedBy: "conversation" };
 }
 
 async function seenRecently(kv: KVNamespace, key: string): Promise<boolean> {

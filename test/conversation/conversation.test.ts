@@ -1,7 +1,7 @@
 import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { app as worker } from "../../src/app.ts";
-import { conversation, type Conversation } from "../../src/conversation/conversation.ts";
+import { conversation, DIRECTORY_QUIET_MS, type Conversation } from "../../src/conversation/conversation.ts";
 import type { Env } from "../../src/env.ts";
 import type { Fields } from "../../src/protocol/codec.ts";
 import { queryString, sealPush } from "../../src/protocol/seal.ts";
@@ -20,6 +20,24 @@ const brokenKv = {
   get: () => Promise.reject(new Error("KV is down")),
   put: () => Promise.reject(new Error("KV is down")),
 } as unknown as KVNamespace;
+
+/** KV that counts its reads and records the keys written through it. */
+function countingKv(kv: KVNamespace) {
+  const puts: string[] = [];
+  const counted = {
+    puts,
+    gets: 0,
+    get: (key: string) => {
+      counted.gets++;
+      return kv.get(key);
+    },
+    put: (key: string, value: string, options?: KVNamespacePutOptions) => {
+      puts.push(key);
+      return kv.put(key, value, options);
+    },
+  };
+  return counted as unknown as KVNamespace & { puts: string[]; gets: number };
+}
 
 async function burst(request: () => Request, count: number, workerEnv: Env) {
   const ctx = createExecutionContext();
@@ -52,14 +70,37 @@ describe("exactly once", () => {
     });
   }
 
-  it("answers a later retry from KV at the edge, without reaching the conversation", async () => {
-    const fields = textPush({ ToUserName: bd.appId });
+  it("writes KV only once a message is retried: the conversation answers the first retry, KV the later ones", async () => {
+    const fields = textPush({ ToUserName: bd.appId, CreateTime: Math.floor(Date.now() / 1000) - 10 }); // retries come seconds later
     const request = sealed(fields);
-    expect(await burst(request, 1, env)).toEqual(["200 success"]);
+    const kv = countingKv(env.DEDUPE);
+    expect(await burst(request, 1, { ...env, DEDUPE: kv })).toEqual(["200 success"]);
+    expect(kv.puts).toEqual([]); // a unique push costs no KV write
+
+    const first = await logsOf(() => burst(request, 1, { ...env, DEDUPE: kv }));
+    expect(first.find((l) => l.event === "push")).toMatchObject({ outcome: "duplicate", dedupedBy: "conversation" });
     const kvKey = `bd-shop/${fields.FromUserName}/msg:${fields.MsgId}`;
+    expect(kv.puts).toEqual([kvKey]);
     expect(await env.DEDUPE.get(kvKey)).toBe("1");
-    const lines = await logsOf(() => burst(request, 3, env));
-    expect(lines.filter((l) => l.event === "push").map((l) => [l.outcome, l.dedupedBy])).toEqual(Array(3).fill(["duplicate", "kv"]));
+
+    const later = await logsOf(() => burst(request, 3, { ...env, DEDUPE: kv }));
+    expect(later.filter((l) => l.event === "push").map((l) => [l.outcome, l.dedupedBy])).toEqual(Array(3).fill(["duplicate", "kv"]));
+    expect(kv.puts).toHaveLength(1);
+  });
+
+  it("asks KV only about a push old enough to be a retry", async () => {
+    const kv = countingKv(env.DEDUPE);
+    await burst(sealed(textPush({ ToUserName: bd.appId })), 1, { ...env, DEDUPE: kv });
+    expect(kv.gets).toBe(0); // just written: a first delivery, the platform has not timed out yet
+    await burst(sealed(textPush({ ToUserName: bd.appId, CreateTime: Math.floor(Date.now() / 1000) - 6 })), 1, { ...env, DEDUPE: kv });
+    expect(kv.gets).toBe(1);
+  });
+
+  it("writes KV once for a burst of retries that all miss it", async () => {
+    const fields = textPush({ ToUserName: bd.appId });
+    const kv = countingKv(env.DEDUPE);
+    expect(await burst(sealed(fields), 8, { ...env, DEDUPE: kv })).toEqual(Array(8).fill("200 success"));
+    expect(kv.puts).toHaveLength(1);
   });
 
   it("takes a retry the conversation already has, when KV missed it, as a duplicate", async () => {
@@ -195,9 +236,162 @@ describe("reply window in the Durable Object", () => {
     const stub = conversation(env, "bd-shop", openid);
     await vi.waitFor(async () => expect((await stub.snapshot())!.history[0]!.forward!.status).toBe("delivered"));
     await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("UPDATE inbound SET received_at = received_at - 8 * 86400000");
+      state.storage.sql.exec("UPDATE messages SET received_at = received_at - 8 * 86400000");
     });
     await runDurableObjectAlarm(stub);
     expect((await stub.snapshot())!.history).toEqual([]);
+  });
+});
+
+describe("work per push", () => {
+  const listed = async (openid: string) =>
+    (await env.DIRECTORY.getByName("bd-shop").list(1000)).conversations.find((c) => c.openid === openid)?.lastActiveAt;
+
+  it("tells the Directory of a new conversation, not of a second push within the quiet period, again after it", async () => {
+    const first = textPush({ ToUserName: bd.appId });
+    const openid = first.FromUserName as string;
+    await burst(sealed(first), 1, env);
+    await vi.waitFor(async () => expect(await listed(openid)).toBeDefined());
+    const listedFirst = await listed(openid);
+
+    await sleep(5);
+    await burst(sealed(textPush({ ToUserName: bd.appId, FromUserName: openid })), 1, env);
+    const stub = conversation(env, "bd-shop", openid);
+    await sleep(200);
+    expect(await listed(openid)).toBe(listedFirst); // not touched
+    expect(Date.parse((await stub.snapshot())!.lastActiveAt!)).toBeGreaterThan(Date.parse(listedFirst!)); // the conversation knows
+
+    // Quiet for longer than DIRECTORY_QUIET_MS: the next push is listed again.
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("UPDATE conversation SET listed_at = listed_at - ?", DIRECTORY_QUIET_MS);
+    });
+    await burst(sealed(textPush({ ToUserName: bd.appId, FromUserName: openid })), 1, env);
+    await vi.waitFor(async () => expect(Date.parse((await listed(openid))!)).toBeGreaterThan(Date.parse(listedFirst!)));
+  });
+
+  it("keeps no AUTOINCREMENT bookkeeping and no outbox rows after a push and a reply", async () => {
+    const fields = textPush({ ToUserName: bd.appId });
+    const openid = fields.FromUserName as string;
+    await burst(sealed(fields), 1, env);
+    const stub = conversation(env, "bd-shop", openid);
+    expect((await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: "hi" } })).ok).toBe(true);
+    await runInDurableObject(stub, (_instance, state) => {
+      const tables = state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((t) => t.name);
+      expect(tables).not.toContain("sqlite_sequence");
+      expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM handoffs").one().n).toBe(0); // handed on directly
+    });
+  });
+
+  it("lets one consumer at a time hold a forward, in one session with its result", async () => {
+    const stub = conversation(env, "bd-shop", uniqueId("o"));
+    const fields = textPush({ ToUserName: bd.appId });
+    await runInDurableObject(stub, async (instance: Conversation, state) => {
+      const message = { platform: "baidu", app: "bd-shop", openid: fields.FromUserName, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "hi", raw: {} } as never;
+      instance.accept(message, { forward: false });
+      state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
+      const key = `msg:${fields.MsgId}`;
+      const claim = instance.claimForward(key, 60_000);
+      expect(claim).toMatchObject({ state: "claimed", attempts: 1 });
+      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "busy" });
+      if (claim.state !== "claimed") throw new Error("not claimed");
+      claim.attempt.finish("pending", "webhook answered HTTP 503");
+      const again = instance.claimForward(key, 60_000);
+      expect(again).toMatchObject({ state: "claimed", attempts: 2 });
+      if (again.state === "claimed") again.attempt.finish("delivered");
+      expect(instance.claimForward(key, 60_000)).toEqual({ state: "done" });
+    });
+  });
+
+  it("hands on, in the first alarm after a restart, a forward a crash kept from the queue", async () => {
+    const fields = textPush({ ToUserName: bd.appId });
+    const openid = fields.FromUserName as string;
+    await burst(sealed(fields), 1, env);
+    await vi.waitFor(async () => expect(await webhookDeliveries(openid)).toHaveLength(1));
+    const stub = conversation(env, "bd-shop", openid);
+    // As if an earlier instance committed a message and died before handing its forward on.
+    const lost = { ...JSON.parse(JSON.stringify((await stub.snapshot())!.history[0]!.message)), msgId: "1", content: "lost" };
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec(
+        "INSERT INTO messages (key, received_at, message, forward) VALUES ('msg:1', ?, ?, 'pending')",
+        Date.now() - 60_000,
+        JSON.stringify(lost),
+      );
+    });
+    await evictDurableObject(stub);
+    await runDurableObjectAlarm(stub);
+    await vi.waitFor(async () => expect((await webhookDeliveries(openid)).map((d) => d.body.data.content)).toEqual(["你好", "lost"]), { timeout: 5000 });
+  });
+
+  it("moves storage of the first version to the new tables", async () => {
+    const openid = uniqueId("o");
+    const stub = conversation(env, "bd-shop", openid);
+    const message = { platform: "baidu", app: "bd-shop", openid, createTime: 1, type: "text", msgId: "7", content: "old", raw: {} };
+    await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      sql.exec("DROP TABLE messages; DROP TABLE handoffs; DROP TABLE conversation;");
+      sql.exec(`
+        CREATE TABLE conversation (id INTEGER PRIMARY KEY CHECK (id = 1), app TEXT NOT NULL, openid TEXT NOT NULL,
+          window_expires_at INTEGER NOT NULL DEFAULT 0, replies_remaining INTEGER NOT NULL DEFAULT 0,
+          replies_allowed INTEGER NOT NULL DEFAULT 0, window_granted_at INTEGER NOT NULL DEFAULT 0, last_active_at INTEGER);
+        CREATE TABLE inbound (key TEXT PRIMARY KEY, received_at INTEGER NOT NULL, message TEXT NOT NULL, forward TEXT,
+          forward_attempts INTEGER NOT NULL DEFAULT 0, forward_claimed_at INTEGER, forward_error TEXT);
+        CREATE INDEX inbound_by_time ON inbound (received_at);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+      `);
+      sql.exec("INSERT INTO conversation (id, app, openid, last_active_at) VALUES (1, 'bd-shop', ?, ?)", openid, Date.now());
+      sql.exec("INSERT INTO inbound (key, received_at, message, forward, forward_attempts) VALUES ('msg:7', ?, ?, 'delivered', 1)", Date.now(), JSON.stringify(message));
+      sql.exec("INSERT INTO outbox (item) VALUES (?)", JSON.stringify({ target: "directory", at: Date.now() }));
+    });
+    await evictDurableObject(stub);
+    const snapshot = await stub.snapshot();
+    expect(snapshot!.history).toEqual([expect.objectContaining({ message, forward: { status: "delivered", attempts: 1 } })]);
+    await runInDurableObject(stub, (_instance, state) => {
+      const tables = state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((t) => t.name);
+      expect(tables).not.toContain("inbound");
+      expect(tables).not.toContain("outbox");
+      expect(state.storage.sql.exec<{ item: string }>("SELECT item FROM handoffs").toArray()).toHaveLength(1);
+    });
+    await runDurableObjectAlarm(stub); // the kept hand-off is retried
+    await vi.waitFor(async () => expect(await listed(openid)).toBeDefined());
+  });
+});
+
+describe("hand-off fallbacks", () => {
+  it("keeps a forward the queue refused in the outbox, and the alarm hands it on", async () => {
+    const fields = textPush({ ToUserName: bd.appId });
+    const openid = fields.FromUserName as string;
+    const stub = conversation(env, "bd-shop", openid);
+    const message = { platform: "baidu", app: "bd-shop", openid, to: bd.appId, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "你好", raw: {} } as never;
+    await runInDurableObject(stub, async (instance: Conversation, state) => {
+      const forwards = (instance as unknown as { env: Env }).env.FORWARDS;
+      const send = forwards.send;
+      forwards.send = () => Promise.reject(new Error("queue unavailable"));
+      try {
+        expect(instance.accept(message, { forward: true })).toEqual({ accepted: true });
+        await vi.waitFor(() => expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM handoffs").one().n).toBe(1));
+      } finally {
+        forwards.send = send;
+      }
+    });
+    expect(await webhookDeliveries(openid)).toHaveLength(0);
+    await runDurableObjectAlarm(stub);
+    await vi.waitFor(async () => expect(await webhookDeliveries(openid)).toHaveLength(1), { timeout: 5000 });
+  });
+
+  it("holds a forward's claim across a restart of the conversation", async () => {
+    const stub = conversation(env, "bd-shop", uniqueId("o"));
+    const fields = textPush({ ToUserName: bd.appId });
+    const key = `msg:${fields.MsgId}`;
+    await runInDurableObject(stub, (instance: Conversation, state) => {
+      const message = { platform: "baidu", app: "bd-shop", openid: fields.FromUserName, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "hi", raw: {} } as never;
+      instance.accept(message, { forward: false });
+      state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
+      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });
+    });
+    await evictDurableObject(stub);
+    await runInDurableObject(stub, (instance: Conversation, state) => {
+      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "busy" });
+      state.storage.sql.exec("UPDATE messages SET forward = 'delivered'");
+    });
   });
 });
