@@ -5,8 +5,8 @@
 //     with safe-mode pushes sealed exactly as the platforms seal them (half Baidu JSON, half
 //     WeChat XML, unique MsgIds, ~10% exact retries of pushes sent ≥ 2 s earlier), and side by side with
 //     GET /health, a route that does no work, at the same concurrencies.
-//  2. CPU in Node: verify + decrypt + decode (openPush + toMessage) over the same kind of pushes,
-//     against the wechat-crypto SDK + xml2js doing the same job on the WeChat XML ones.
+//  2. CPU in Node (tools/bench-cpu.ts): verify + decrypt + decode (openPush + toMessage) against
+//     the wechat-crypto SDK + xml2js on the same WeChat XML pushes, and the worst hostile bodies.
 //  3. Cost: the billable operations a unique push and a duplicate actually make, forwarding on,
 //     counted by an instrumented build (tools/bench-instrument.ts) of this tree and of the
 //     baseline commit, priced at Cloudflare's Workers Paid rates.
@@ -23,10 +23,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { toMessage } from "../src/protocol/codec.ts";
 import type { Fields } from "../src/protocol/codec.ts";
-import { openPush } from "../src/protocol/push.ts";
-import type { PushSecrets } from "../src/protocol/push.ts";
 import { queryString, sealPush } from "../src/protocol/seal.ts";
 import type { SealedPush } from "../src/protocol/seal.ts";
 import { DEMO_ENV_FILE, readApps } from "./demo-apps.ts";
@@ -34,6 +31,8 @@ import type { PushApp } from "./demo-apps.ts";
 import { startStandIn } from "./stand-in.ts";
 import type { StandIn } from "./stand-in.ts";
 import type { Counters } from "./bench-instrument.ts";
+import { cpuBenchmarks, cpuReport, hostileBenchmarks } from "./bench-cpu.ts";
+import type { CpuRun, HostileRun } from "./bench-cpu.ts";
 import { startWranglerDev } from "./wrangler-dev.ts";
 import type { WranglerDev } from "./wrangler-dev.ts";
 
@@ -65,9 +64,6 @@ const WARMUP_REQUESTS = 300;
 const RETRY_SHARE = 0.1;
 const RETRY_AFTER_MS = 2_000; // Baidu's timeout; WeChat's is 5 s
 const USERS = 300; // distinct openids: one Durable Object each, as many users would be
-const CPU_CORPUS = 1_000;
-const CPU_WARMUP = 5_000;
-const CPU_ITERATIONS = 30_000;
 const RESULTS_FILE = fileURLToPath(new URL("../bench/RESULTS.md", import.meta.url));
 
 // ---- pushes, as the platforms send them ------------------------------------------------------
@@ -330,80 +326,9 @@ async function benchHttp(): Promise<HttpLevel[]> {
   }
 }
 
-// ---- 2. CPU per push in Node ----------------------------------------------------------------
+// ---- 2. CPU per push in Node: tools/bench-cpu.ts ------------------------------------------------
 
-interface CpuRun {
-  name: string;
-  pushes: string;
-  microseconds: number;
-  perSecond: number;
-}
-
-const secrets = (app: PushApp): PushSecrets => ({
-  token: app.token,
-  mode: "safe",
-  encodingAesKey: app.encodingAesKey,
-  requiredTrailingId: app.platform === "wechat" ? app.appId : undefined,
-});
-
-/** kefu-edge: verify msg_signature, decrypt, check the appid, decode into the message shape. */
-function ours(push: Push): string {
-  const opened = openPush(push.sealed.query, push.sealed.body, secrets(push.app), { now: Date.now() / 1000, toleranceSeconds: 300 });
-  return toMessage(opened.fields, push.app.platform, push.app.name).msgId ?? "";
-}
-
-// The wechat-crypto SDK and xml2js, the way Node WeChat servers typically use them. Neither ships
-// types, and they are CommonJS: loaded with require and given the little typing used here.
 const require = createRequire(import.meta.url);
-type WechatCrypto = { getSignature(timestamp: string, nonce: string, encrypt: string): string; decrypt(text: string): { message: string; id: string } };
-const WXBizMsgCrypt = require("wechat-crypto") as new (token: string, encodingAesKey: string, id: string) => WechatCrypto;
-const xml2js = require("xml2js") as {
-  parseString(xml: string, options: object, callback: (error: Error | null, result: { xml: Record<string, string> }) => void): void;
-};
-const sdk = new WXBizMsgCrypt(wechatApp.token, wechatApp.encodingAesKey!, wechatApp.appId!);
-
-/** xml2js calls back synchronously for a string input. */
-function parseXml(xml: string): Record<string, string> {
-  let answer: { error: Error | null; fields?: Record<string, string> } | undefined;
-  xml2js.parseString(xml, { explicitArray: false, trim: true }, (error, result) => (answer = { error, fields: result?.xml }));
-  if (!answer) throw new Error("xml2js did not answer synchronously");
-  if (answer.error || !answer.fields) throw answer.error ?? new Error("no <xml> root");
-  return answer.fields;
-}
-
-/** The same job with the SDK: parse the envelope, verify msg_signature, decrypt, check the appid, parse. */
-function withSdk(push: Push): string {
-  const { timestamp, nonce, msg_signature } = push.sealed.query;
-  const encrypted = parseXml(push.sealed.body).Encrypt!;
-  if (sdk.getSignature(timestamp!, nonce!, encrypted) !== msg_signature) throw new Error("bad signature");
-  const { message, id } = sdk.decrypt(encrypted);
-  if (id !== wechatApp!.appId) throw new Error("wrong appid");
-  return parseXml(message).MsgId ?? "";
-}
-
-function benchCpu(name: string, pushes: string, corpus: Push[], open: (push: Push) => string): CpuRun {
-  let sink = 0; // uses every result, so no work can be optimised away
-  for (let i = 0; i < CPU_WARMUP; i++) sink += open(corpus[i % corpus.length]!).length;
-  const started = performance.now();
-  for (let i = 0; i < CPU_ITERATIONS; i++) sink += open(corpus[i % corpus.length]!).length;
-  const microseconds = ((performance.now() - started) * 1000) / CPU_ITERATIONS;
-  if (sink === 0) throw new Error("no MsgId decoded");
-  return { name, pushes, microseconds, perSecond: 1e6 / microseconds };
-}
-
-function cpuBenchmarks(): CpuRun[] {
-  const wechatPushes = Array.from({ length: CPU_CORPUS }, () => newPush(wechatApp!));
-  const baiduPushes = Array.from({ length: CPU_CORPUS }, () => newPush(baiduApp!));
-  // Both must read the same pushes the same way before their speed means anything.
-  for (const push of wechatPushes.slice(0, 50)) {
-    if (ours(push) !== withSdk(push)) throw new Error("kefu-edge and wechat-crypto disagree on a push");
-  }
-  return [
-    benchCpu("kefu-edge openPush + toMessage", "WeChat XML", wechatPushes, ours),
-    benchCpu("kefu-edge openPush + toMessage", "Baidu JSON", baiduPushes, ours),
-    benchCpu("wechat-crypto + xml2js", "WeChat XML", wechatPushes, withSdk),
-  ];
-}
 
 // ---- 3. What a push costs: billable operations, counted --------------------------------------
 
@@ -624,10 +549,9 @@ function log(line: string) {
   process.stdout.write(`${line}\n`);
 }
 
-function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
+function report(levels: HttpLevel[], cpu: CpuRun[], hostile: HostileRun[], cost: CostRun[]): string {
   const version = (pkg: string) => (JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), "utf8")) as { version: string }).version;
   const errors = levels.reduce((sum, l) => sum + l.push.errors + l.trivial.errors + l.doCall.errors + l.doWrite.errors, 0);
-  const [oursXml, oursJson, sdkXml] = cpu as [CpuRun, CpuRun, CpuRun];
   return [
     "# kefu-edge benchmark",
     "",
@@ -685,21 +609,7 @@ function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
     "",
     ...costTable(cost),
     "",
-    "## CPU per push in Node: verify + decrypt + decode",
-    "",
-    `One thread, ${CPU_ITERATIONS} pushes after ${CPU_WARMUP} of warm-up, cycling over ${CPU_CORPUS} distinct safe-mode pushes.`,
-    "kefu-edge: `openPush` (msg_signature, AES with 32-byte PKCS#7, appid check, XML or JSON) + `toMessage`.",
-    `wechat-crypto ${version("wechat-crypto")} + xml2js ${version("xml2js")}: parse the envelope, \`getSignature\` and compare,`,
-    "`decrypt`, compare the appid, parse the message, as Node WeChat servers typically do. It has no JSON",
-    "support (xml2js is XML only), so the comparison is on WeChat XML.",
-    "",
-    "| implementation | pushes | µs / push | pushes / s |",
-    "|---|---|--:|--:|",
-    ...cpu.map((r) => `| ${r.name} | ${r.pushes} | ${r.microseconds.toFixed(1)} | ${r.perSecond.toFixed(0)} |`),
-    "",
-    `On WeChat XML kefu-edge takes ${ratio(oursXml.microseconds / sdkXml.microseconds)} the CPU time of wechat-crypto + xml2js` +
-      ` (${ratio(sdkXml.microseconds / oursXml.microseconds)} as fast); Baidu JSON costs ${oursJson.microseconds.toFixed(1)} µs.`,
-    "",
+    ...cpuReport(cpu, hostile),
     "Local `wrangler dev` numbers are for comparing routes and changes on one machine, not a forecast of",
     "production throughput: workerd, the Durable Objects' SQLite and the load generator share two cores here.",
     "",
@@ -710,15 +620,18 @@ function report(levels: HttpLevel[], cpu: CpuRun[], cost: CostRun[]): string {
 
 const levels = PARTS.has("http") ? await benchHttp() : [];
 let cpu: CpuRun[] = [];
+let hostile: HostileRun[] = [];
 if (PARTS.has("cpu")) {
   log("measuring CPU per push in Node…");
   cpu = cpuBenchmarks();
   for (const r of cpu) log(`  ${r.name.padEnd(32)} ${r.pushes.padEnd(10)} ${r.microseconds.toFixed(1).padStart(6)} µs/push  ${r.perSecond.toFixed(0).padStart(6)} pushes/s`);
+  hostile = hostileBenchmarks();
+  for (const h of hostile) log(`  ${h.name.padEnd(56)} ${h.outcome.padEnd(14)} ${h.microseconds.toFixed(0).padStart(6)} µs`);
 }
 const cost = PARTS.has("cost") ? await benchCost() : [];
 
 if (levels.length && cpu.length && cost.length) {
-  const markdown = report(levels, cpu, cost);
+  const markdown = report(levels, cpu, hostile, cost);
   mkdirSync(join(RESULTS_FILE, ".."), { recursive: true });
   writeFileSync(RESULTS_FILE, markdown);
   log(`\n${markdown}`);

@@ -2,7 +2,7 @@ import type { AppConfig, Config } from "../config.ts";
 import { conversation } from "../conversation/conversation.ts";
 import type { Env } from "../env.ts";
 import { log } from "../log.ts";
-import { dedupeKey, type Message } from "../protocol/codec.ts";
+import { seenKey, type Message } from "../protocol/codec.ts";
 import { grantFor } from "../platforms/platform.ts";
 
 export type Acceptance =
@@ -39,9 +39,9 @@ export async function accept(
 ): Promise<Acceptance> {
   if (app.rules.systemTypes.includes(message.type)) return { outcome: "system" };
   if (message.createTime < Date.now() / 1000 - config.historyRetentionDays * DAY_SECONDS) return { outcome: "stale" };
-  const seenKey = `${app.name}/${message.openid}/${dedupeKey(message)}`;
+  const key = seenKey(app.name, message);
   const mayBeRetry = Date.now() - message.createTime * 1000 >= RETRY_MIN_AGE_MS;
-  if (mayBeRetry && (await seenRecently(env.DEDUPE, seenKey))) return { outcome: "duplicate", dedupedBy: "kv" };
+  if (mayBeRetry && (await seenRecently(env.DEDUPE, key))) return { outcome: "duplicate", dedupedBy: "kv" };
   const answer = await conversation(env, app.name, message.openid).accept(message, {
     grant: grantFor(app.rules, message),
     forward: config.webhook !== undefined,
@@ -49,7 +49,7 @@ export async function accept(
   if (answer.accepted) return { outcome: "accepted" };
   // The platform retries this one: from now on KV answers its retries at the edge. Most pushes
   // are never retried, so KV is written only for those that are (once per message, not per push).
-  if (answer.markSeen) ctx.waitUntil(markSeen(env.DEDUPE, seenKey, config.dedupeTtlSeconds));
+  if (answer.markSeen) ctx.waitUntil(markSeen(env.DEDUPE, key, config.dedupeTtlSeconds));
   return { outcome: "duplicate", dedupedBy: "conversation" };
 }
 
