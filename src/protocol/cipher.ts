@@ -44,14 +44,17 @@ export function isEncodingAesKey(value: string): boolean {
   return /^[A-Za-z0-9]{43}$/.test(value);
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** Strict base64: decoding skips what is not base64, so only text that encodes back to itself is. */
+function fromBase64(encrypted: string): Buffer {
+  for (const text of [encrypted, encrypted.replace(/\s+/g, "")]) {
+    const bytes = Buffer.from(text, "base64");
+    if (text.length > 0 && bytes.toString("base64") === text) return bytes;
+  }
+  throw new KefuError("bad_base64", "Encrypt is not valid base64");
+}
 
 export function decrypt(encrypted: string, { key, iv }: AesKey): Decrypted {
-  const text = /\s/.test(encrypted) ? encrypted.replace(/\s+/g, "") : encrypted;
-  if (text.length === 0 || text.length % 4 !== 0 || !BASE64.test(text)) {
-    throw new KefuError("bad_base64", "Encrypt is not valid base64");
-  }
-  const cipherText = Buffer.from(text, "base64");
+  const cipherText = fromBase64(encrypted);
   if (cipherText.length < BLOCK || cipherText.length % 16 !== 0) {
     throw new KefuError(
       "bad_block_length",

@@ -149,14 +149,16 @@ export function toMessage(fields: Fields, platform: Platform, app: string): Mess
 }
 
 const MAX_OPENID = 128;
-const MAX_MSG_ID = 2n ** 64n - 1n;
+const MAX_MSG_ID = "18446744073709551615"; // 2^64 - 1
 
 /** A MsgId is a 64-bit decimal integer; it is kept without leading zeros so one id has one spelling. */
 function canonicalMsgId(raw: string): string {
-  if (!/^\d{1,20}$/.test(raw) || BigInt(raw) > MAX_MSG_ID) {
+  const digits = /^\d+$/.test(raw) ? raw.replace(/^0+(?=\d)/, "") : "";
+  // Same length, decimal digits: string order is numeric order.
+  if (!digits || digits.length > MAX_MSG_ID.length || (digits.length === MAX_MSG_ID.length && digits > MAX_MSG_ID)) {
     throw new KefuError("bad_field", "MsgId is not a decimal integer within 64 bits");
   }
-  return BigInt(raw).toString();
+  return digits;
 }
 
 /**

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 
 /** sha1 over the lexicographically sorted parts, lowercase hex: the handshake, `signature` and `msg_signature` rule. */
 export function sha1Signature(...parts: string[]): string {
-  return createHash("sha1").update(parts.sort().join("")).digest("hex");
+  return hash("sha1", parts.sort().join(""), "hex"); // one-shot: no Hash object per push
 }
 
 const encoder = new TextEncoder();
