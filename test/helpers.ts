@@ -1,5 +1,6 @@
 import { env as runtimeEnv, exports } from "cloudflare:workers";
 import { vi } from "vitest";
+import type { HistoryEntry } from "../src/conversation/conversation.ts";
 import type { Env } from "../src/env.ts";
 import { KefuError } from "../src/protocol/errors.ts";
 import type { Fields } from "../src/protocol/codec.ts";
@@ -154,4 +155,11 @@ export function errorCode(fn: () => unknown): string | undefined {
     throw error;
   }
   return undefined;
+}
+
+type Inbound = Extract<HistoryEntry, { direction: "in" }>;
+
+/** The messages of a conversation's history (with their forwards), newest first. */
+export function received(history: HistoryEntry[] | undefined): Inbound[] {
+  return (history ?? []).filter((entry): entry is Inbound => entry.direction === "in");
 }

@@ -7,7 +7,7 @@ import { createMiddleware } from "hono/factory";
 import type { Context, MiddlewareHandler } from "hono";
 import { requireApp } from "../app-config.ts";
 import { readAccess, readConfig, type AppConfig, type Config } from "../config.ts";
-import { conversation } from "../conversation/conversation.ts";
+import { conversation, decodeHistoryCursor } from "../conversation/conversation.ts";
 import { decodeCursor } from "../conversation/directory.ts";
 import type { HonoEnv } from "../env.ts";
 import { shortOpenid } from "../log.ts";
@@ -194,12 +194,22 @@ const limit = (fallback: number, max: number) => {
 const getConversation = createRoute({
   method: "get",
   path: "/apps/{app}/conversations/{openid}",
-  summary: "One conversation: quota, window and recent history (in and out), newest first",
+  summary: "One conversation: quota, window and a page of history (in and out), newest first; follow `next` for older entries",
   middleware: [knownApp] as const,
-  request: { params: z.object({ app: appParam, openid: z.string() }), query: z.object({ limit: limit(50, 200) }) },
+  request: {
+    params: z.object({ app: appParam, openid: z.string() }),
+    query: z.object({
+      limit: limit(50, 200),
+      before: z
+        .string()
+        .refine((s) => decodeHistoryCursor(s) !== undefined, "not a cursor from a previous page's `next`")
+        .optional()
+        .openapi({ description: "`next` of the previous page" }),
+    }),
+  },
   responses: {
     200: json(ConversationSchema, "The conversation"),
-    400: json(errorSchema(["invalid_body"]), "`limit` is out of range"),
+    400: json(errorSchema(["invalid_body"]), "`limit` out of range or `before` not a cursor"),
     404: json(errorSchema(["unknown_app", "not_found"]), "No such app, or no conversation with this user"),
     ...commonAnswers,
   },
@@ -208,7 +218,8 @@ const getConversation = createRoute({
 api.openapi(getConversation, async (c) => {
   const app = c.var.app;
   const { openid } = c.req.valid("param");
-  const snapshot = await conversation(c.env, app.name, openid).snapshot(c.req.valid("query").limit);
+  const { limit, before } = c.req.valid("query");
+  const snapshot = await conversation(c.env, app.name, openid).snapshot(limit, before === undefined ? undefined : decodeHistoryCursor(before));
   if (!snapshot) throw new KefuError("not_found", `no conversation with ${openid} in app ${app.name}`);
   return c.json(snapshot, 200);
 });

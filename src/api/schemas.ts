@@ -139,19 +139,16 @@ const replyStateFields = {
 
 export const ReplyState = z.strictObject(replyStateFields).openapi("ReplyState");
 
-const ReplyOut = z.strictObject({
-  reply: z.discriminatedUnion("type", [
-    z.strictObject({ type: z.literal("text"), content: z.string() }),
-    z.strictObject({ type: z.literal("image"), picUrl: z.string().optional(), mediaId: z.string().optional() }),
-    z.strictObject({ type: z.literal("link"), link: z.strictObject({ title: z.string(), description: z.string(), url: z.string(), thumbUrl: z.string() }) }),
-    z.strictObject({
-      type: z.literal("miniprogrampage"),
-      miniprogrampage: z.strictObject({ title: z.string(), pagePath: z.string(), thumbMediaId: z.string() }),
-    }),
-  ]),
-  userType: z.union([z.literal(1), z.literal(2)]).optional(),
-  ...replyStateFields,
-});
+/** What was sent, as the API took it. */
+const SentReply = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("text"), content: z.string() }),
+  z.strictObject({ type: z.literal("image"), picUrl: z.string().optional(), mediaId: z.string().optional() }),
+  z.strictObject({ type: z.literal("link"), link: z.strictObject({ title: z.string(), description: z.string(), url: z.string(), thumbUrl: z.string() }) }),
+  z.strictObject({
+    type: z.literal("miniprogrampage"),
+    miniprogrampage: z.strictObject({ title: z.string(), pagePath: z.string(), thumbMediaId: z.string() }),
+  }),
+]);
 
 // ---- messages, as pushed, kept and forwarded ------------------------------------------------
 
@@ -209,15 +206,25 @@ const ForwardState = z.strictObject({
   error: z.string().optional(),
 });
 
+const { createdAt: _createdAt, ...outStateFields } = replyStateFields;
+
 export const HistoryEntry = z
-  .strictObject({
-    direction: z.enum(["in", "out"]),
-    at: timestamp,
-    message: MessageSchema.optional().openapi({ description: "in: the message" }),
-    forward: ForwardState.optional().openapi({ description: "in: its forward to the webhook" }),
-    reply: ReplyOut.optional().openapi({ description: "out: the reply and its delivery state" }),
-  })
-  .openapi("HistoryEntry");
+  .discriminatedUnion("direction", [
+    z.strictObject({
+      direction: z.literal("in"),
+      at: timestamp.openapi({ description: "When kefu-edge received it" }),
+      message: MessageSchema,
+      forward: ForwardState.optional().openapi({ description: "Its forward to the webhook (absent when forwarding is off)" }),
+    }),
+    z.strictObject({
+      direction: z.literal("out"),
+      at: timestamp.openapi({ description: "When the API accepted it" }),
+      ...outStateFields,
+      reply: SentReply,
+      userType: z.union([z.literal(1), z.literal(2)]).optional(),
+    }),
+  ])
+  .openapi("HistoryEntry", { description: "A message in with its forward, or a reply out with its delivery state" });
 
 export const ConversationSchema = z
   .strictObject({
@@ -226,6 +233,7 @@ export const ConversationSchema = z
     quota: Quota,
     lastActiveAt: timestamp.nullable(),
     history: z.array(HistoryEntry).openapi({ description: "Newest first" }),
+    next: z.string().optional().openapi({ description: "Pass as `before` for the next (older) page of history; absent on the last page" }),
   })
   .openapi("Conversation");
 

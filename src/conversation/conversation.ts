@@ -48,14 +48,10 @@ export type ForwardStatus = "pending" | "delivered" | "failed";
  */
 export type Claim<T> = ({ state: "claimed"; attempts: number } & T) | { state: "busy"; retryInMs: number } | { state: "done" };
 
-export interface HistoryEntry {
-  direction: "in" | "out";
-  at: string;
-  /** Inbound: the message; outbound: the reply and its delivery state. */
-  message?: Message;
-  forward?: { status: ForwardStatus; attempts: number; error?: string };
-  reply?: ReplyRequest & ReplyState;
-}
+/** A message in, with its forward to the webhook; or a reply out, with its delivery state. */
+export type HistoryEntry =
+  | { direction: "in"; at: string; message: Message; forward?: { status: ForwardStatus; attempts: number; error?: string } }
+  | ({ direction: "out"; at: string } & Omit<ReplyState, "createdAt"> & ReplyRequest);
 
 export interface Snapshot {
   app: string;
@@ -63,6 +59,33 @@ export interface Snapshot {
   quota: Quota;
   lastActiveAt: string | null;
   history: HistoryEntry[];
+  /** The cursor of the next (older) page of history; absent on the last page. */
+  next?: string;
+}
+
+/**
+ * Where a page of history ends: entries are ordered by time, then direction, then key (message
+ * key or reply id), all descending, so a page boundary inside one millisecond loses nothing.
+ */
+export interface HistoryCursor {
+  at: number;
+  direction: "in" | "out";
+  key: string;
+}
+
+export function encodeHistoryCursor(cursor: HistoryCursor): string {
+  return btoa(JSON.stringify([cursor.at, cursor.direction, cursor.key])).replaceAll("=", "");
+}
+
+/** The history cursor from `next`, or undefined when it is not one. */
+export function decodeHistoryCursor(text: string): HistoryCursor | undefined {
+  try {
+    const [at, direction, key] = JSON.parse(atob(text)) as [unknown, unknown, unknown];
+    if (typeof at === "number" && (direction === "in" || direction === "out") && typeof key === "string") return { at, direction, key };
+  } catch {
+    // not base64 or not JSON: not a cursor of ours
+  }
+  return undefined;
 }
 
 const DAY = 86_400_000;
@@ -346,48 +369,60 @@ export class Conversation extends DurableObject<Env> {
     return quotaOf(this.window(), Date.now());
   }
 
-  /** The window, the quota and the most recent history, newest first. */
-  snapshot(limit = 50): Snapshot | null {
+  /** The window, the quota and a page of history, newest first; `before` continues a previous page. */
+  snapshot(limit = 50, before?: HistoryCursor): Snapshot | null {
     const meta = this.sql
       .exec<{ app: string; openid: string; last_active_at: number | null }>(
         "SELECT app, openid, last_active_at FROM conversation",
       )
       .toArray()[0];
     if (!meta) return null;
+    // Rows strictly after the cursor in (time, direction, key) descending order; "out" sorts above "in".
+    const after = (direction: "in" | "out", time: string, key: string): [string, unknown[]] => {
+      if (!before) return ["", []];
+      const sameTime = direction === before.direction ? `(${time} = ? AND ${key} < ?)` : direction < before.direction ? `${time} = ?` : "0";
+      const params = direction === before.direction ? [before.at, before.at, before.key] : direction < before.direction ? [before.at, before.at] : [before.at];
+      return [`WHERE ${time} < ? OR ${sameTime}`, params];
+    };
+    const [inWhere, inParams] = after("in", "received_at", "key");
     const inbound = this.sql
-      .exec<{ received_at: number; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null }>(
-        "SELECT received_at, message, forward, forward_attempts, forward_error FROM messages ORDER BY received_at DESC LIMIT ?",
-        limit,
+      .exec<{ key: string; received_at: number; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null }>(
+        `SELECT key, received_at, message, forward, forward_attempts, forward_error FROM messages ${inWhere} ORDER BY received_at DESC, key DESC LIMIT ?`,
+        ...inParams,
+        limit + 1,
       )
       .toArray()
-      .map((row): HistoryEntry & { t: number } => ({
-        t: row.received_at,
-        direction: "in",
-        at: new Date(row.received_at).toISOString(),
-        message: JSON.parse(row.message) as Message,
-        ...(row.forward && {
-          forward: { status: row.forward, attempts: row.forward_attempts, ...(row.forward_error && { error: row.forward_error }) },
-        }),
+      .map((row) => ({
+        cursor: { at: row.received_at, direction: "in" as const, key: row.key },
+        entry: {
+          direction: "in" as const,
+          at: new Date(row.received_at).toISOString(),
+          message: JSON.parse(row.message) as Message,
+          ...(row.forward && {
+            forward: { status: row.forward, attempts: row.forward_attempts, ...(row.forward_error && { error: row.forward_error }) },
+          }),
+        },
       }));
+    const [outWhere, outParams] = after("out", "created_at", "id");
     const outbound = this.sql
-      .exec<ReplyRow>(`SELECT ${REPLY_COLUMNS} FROM replies ORDER BY created_at DESC LIMIT ?`, limit)
+      .exec<ReplyRow>(`SELECT ${REPLY_COLUMNS} FROM replies ${outWhere} ORDER BY created_at DESC, id DESC LIMIT ?`, ...outParams, limit + 1)
       .toArray()
-      .map((row): HistoryEntry & { t: number } => ({
-        t: row.created_at,
-        direction: "out",
-        at: new Date(row.created_at).toISOString(),
-        reply: toReply(row),
-      }));
-    const history = [...inbound, ...outbound]
-      .sort((a, b) => b.t - a.t)
-      .slice(0, limit)
-      .map(({ t: _t, ...entry }) => entry);
+      .map((row) => {
+        const { createdAt: _createdAt, ...reply } = toReply(row);
+        return {
+          cursor: { at: row.created_at, direction: "out" as const, key: row.id },
+          entry: { direction: "out" as const, at: new Date(row.created_at).toISOString(), ...reply },
+        };
+      });
+    const page = [...inbound, ...outbound].sort((a, b) => compareCursors(b.cursor, a.cursor));
+    const last = page.length > limit ? page[limit - 1] : undefined;
     return {
       app: meta.app,
       openid: meta.openid,
       quota: this.quota(),
       lastActiveAt: meta.last_active_at ? new Date(meta.last_active_at).toISOString() : null,
-      history,
+      history: page.slice(0, limit).map(({ entry }) => entry),
+      ...(last && { next: encodeHistoryCursor(last.cursor) }),
     };
   }
 
@@ -618,6 +653,10 @@ function toReplyState(row: ReplyRow): ReplyState {
     updatedAt: new Date(row.updated_at).toISOString(),
     ...(row.error && { error: JSON.parse(row.error) as ReplyError }),
   };
+}
+
+function compareCursors(a: HistoryCursor, b: HistoryCursor): number {
+  return a.at - b.at || a.direction.localeCompare(b.direction) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
 /** How long the current claim still holds, in ms (0: no claim, or it lapsed: its holder died). */

@@ -109,7 +109,9 @@ describe("sending", () => {
     const { body: conversation } = await api("GET", `/apps/bd-shop/conversations/${openid}`);
     expect(conversation.quota.remaining).toBe(4);
     expect(conversation.history.map((h: { direction: string }) => h.direction)).toEqual(["out", "in"]);
-    expect(conversation.history[0].reply).toMatchObject({ status: "sent", reply: { type: "text" } });
+    // Flat: the delivery state beside the reply, not a reply nested in a reply.
+    expect(conversation.history[0]).toMatchObject({ direction: "out", id: accepted.body.id, status: "sent", attempts: 1, reply: { type: "text", content: "您好，这里是客服" } });
+    expect(conversation.history[0].reply.reply).toBeUndefined();
   });
 
   it("Baidu: image by URL, and user_type from the call", async () => {
@@ -298,6 +300,31 @@ describe("conversations", () => {
     expect(second.body.conversations[0].openid).toBe(older);
     expect((await api("GET", "/apps/bd-plain/conversations?before=garbage")).status).toBe(400);
     expect((await api("GET", "/apps/bd-plain/conversations?limit=1000")).status).toBe(400);
+  });
+
+  it("pages a conversation's history with a cursor, losing nothing between pages", async () => {
+    const openid = uniqueId("o");
+    for (let i = 0; i < 4; i++) await userWrites("bd-plain", openid);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await reply("bd-plain", openid)).body.id);
+    const seen: Array<{ direction: string; at: string; id?: string; message?: { msgId: string } }> = [];
+    let before: string | undefined;
+    let pages = 0;
+    do {
+      const { status, body } = await api("GET", `/apps/bd-plain/conversations/${openid}?limit=2${before ? `&before=${before}` : ""}`);
+      expect(status).toBe(200);
+      expect(body.history.length).toBeLessThanOrEqual(2);
+      seen.push(...body.history);
+      before = body.next;
+      pages++;
+    } while (before && pages < 10);
+    expect(pages).toBe(4);
+    expect(seen).toHaveLength(7);
+    expect(seen.filter((h) => h.direction === "out").map((h) => h.id).sort()).toEqual([...ids].sort());
+    expect(new Set(seen.filter((h) => h.direction === "in").map((h) => h.message!.msgId)).size).toBe(4);
+    const times = seen.map((h) => h.at);
+    expect([...times].sort().reverse()).toEqual(times); // newest first across pages
+    expect((await api("GET", `/apps/bd-plain/conversations/${openid}?before=garbage`)).status).toBe(400);
   });
 
   it("404 for a conversation that does not exist", async () => {

@@ -6,7 +6,7 @@ import type { Env } from "../../src/env.ts";
 import type { Fields } from "../../src/protocol/codec.ts";
 import { queryString, sealPush } from "../../src/protocol/seal.ts";
 import { testApps } from "../fixtures/apps.ts";
-import { env, logsOf, sendPush, sleep, standIn, textPush, uniqueId, webhookDeliveries } from "../helpers.ts";
+import { env, logsOf, sendPush, sleep, standIn, textPush, uniqueId, webhookDeliveries, received } from "../helpers.ts";
 
 const bd = testApps["bd-shop"];
 
@@ -125,7 +125,7 @@ describe("exactly once", () => {
     for (let i = 0; i < 3; i++) expect(await (await sendPush(event, { app: "wx-sample", mode: "safe", format: "xml" })).text()).toBe("success");
     await sendPush({ ...event, CreateTime: t + 1 }, { app: "wx-sample", mode: "safe", format: "xml" });
     const snapshot = await conversation(env, "wx-sample", openid).snapshot();
-    expect(snapshot!.history.map((h) => h.message!.createTime)).toEqual([t + 1, t]);
+    expect(received(snapshot!.history).map((h) => h.message.createTime)).toEqual([t + 1, t]);
   });
 });
 
@@ -139,7 +139,7 @@ describe("forwarding", () => {
     await vi.waitFor(
       async () => {
         const snapshot = await conversation(env, "bd-shop", openid).snapshot();
-        expect(snapshot!.history[0]!.forward).toMatchObject({ status: "delivered", attempts: 3 });
+        expect(received(snapshot!.history)[0]!.forward).toMatchObject({ status: "delivered", attempts: 3 });
       },
       { timeout: 8000, interval: 100 },
     );
@@ -157,7 +157,7 @@ describe("forwarding", () => {
     await vi.waitFor(
       async () => {
         const snapshot = await conversation(env, "bd-shop", openid).snapshot();
-        expect(snapshot!.history[0]!.forward).toMatchObject({ status: "failed", error: "gave up: retries exhausted" });
+        expect(received(snapshot!.history)[0]!.forward).toMatchObject({ status: "failed", error: "gave up: retries exhausted" });
       },
       { timeout: 8000, interval: 100 },
     );
@@ -234,7 +234,7 @@ describe("reply window in the Durable Object", () => {
     const openid = fields.FromUserName as string;
     await burst(sealed(fields), 1, env);
     const stub = conversation(env, "bd-shop", openid);
-    await vi.waitFor(async () => expect((await stub.snapshot())!.history[0]!.forward!.status).toBe("delivered"));
+    await vi.waitFor(async () => expect(received((await stub.snapshot())!.history)[0]!.forward!.status).toBe("delivered"));
     await runInDurableObject(stub, (_instance, state) => {
       state.storage.sql.exec("UPDATE messages SET received_at = received_at - 8 * 86400000");
     });
@@ -309,7 +309,7 @@ describe("work per push", () => {
     await vi.waitFor(async () => expect(await webhookDeliveries(openid)).toHaveLength(1));
     const stub = conversation(env, "bd-shop", openid);
     // As if an earlier instance committed a message and died before handing its forward on.
-    const lost = { ...JSON.parse(JSON.stringify((await stub.snapshot())!.history[0]!.message)), msgId: "1", content: "lost" };
+    const lost = { ...JSON.parse(JSON.stringify(received((await stub.snapshot())!.history)[0]!.message)), msgId: "1", content: "lost" };
     await runInDurableObject(stub, (_instance, state) => {
       state.storage.sql.exec(
         "INSERT INTO messages (key, received_at, message, forward) VALUES ('msg:1', ?, ?, 'pending')",

@@ -10,7 +10,7 @@ import { conversation } from "../../src/conversation/conversation.ts";
 import { requireApp, requireConfig } from "../../src/app-config.ts";
 import { receive } from "../../src/push/receive.ts";
 import { PUSH_BODY_LIMIT } from "../../src/protocol/push.ts";
-import { env, logsOf, postRaw, sealFor, sendPush, textPush } from "../helpers.ts";
+import { env, logsOf, postRaw, sealFor, sendPush, textPush, received } from "../helpers.ts";
 
 const now = () => String(Math.floor(Date.now() / 1000));
 /** A plaintext-mode query, signed now. */
@@ -129,7 +129,7 @@ describe("pushes", () => {
           });
           expect(lines.find((l) => l.event === "push")).toMatchObject({ app, msgId: fields.MsgId, mode, outcome: "accepted" });
           const history = (await conversation(env, app, fields.FromUserName as string).snapshot())!.history;
-          expect(history[0]!.message!.content).toBe("多字节 ✓ & <b>");
+          expect(received(history)[0]!.message.content).toBe("多字节 ✓ & <b>");
         }
       });
     }
@@ -144,7 +144,7 @@ describe("pushes", () => {
       body.FromUserName = "someone-else";
       expect(await (await postRaw(`/push/${app}${queryString(sealed.query)}`, JSON.stringify(body), "application/json")).text()).toBe("success");
       const history = (await conversation(env, app, fields.FromUserName as string).snapshot())!.history;
-      expect(history[0]!.message!.content).toBe("the encrypted copy");
+      expect(received(history)[0]!.message.content).toBe("the encrypted copy");
       expect(await conversation(env, app, "someone-else").snapshot()).toBeNull();
     }
     const plain = textPush();

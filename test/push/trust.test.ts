@@ -5,7 +5,7 @@ import { encode, queryString, sealPush } from "../../src/protocol/seal.ts";
 import { sha1Signature } from "../../src/protocol/signature.ts";
 import { PUSH_BODY_LIMIT } from "../../src/protocol/push.ts";
 import { testApps } from "../fixtures/apps.ts";
-import { env, logsOf, postRaw, sealFor, sendPush, textPush, uniqueId, webhookDeliveries } from "../helpers.ts";
+import { env, logsOf, postRaw, sealFor, sendPush, textPush, uniqueId, webhookDeliveries, received } from "../helpers.ts";
 
 /** Each attack of the trust issue, as an attacker would try it on the public push URL. */
 
@@ -95,7 +95,7 @@ describe("hostile XML", () => {
     const body = `<xml><ToUserName>baidu-app</ToUserName><FromUserName>${openid}</FromUserName><CreateTime>${now()}</CreateTime><MsgType>text</MsgType><Content>&#20320;&#x597D; &amp;lt;</Content><MsgId>${Date.now()}</MsgId></xml>`;
     const plain = sealFor(textPush(), { app: "bd-plain" });
     expect(await (await postRaw(`/push/bd-plain${queryString(plain.query)}`, body)).text()).toBe("success");
-    expect((await historyOf("bd-plain", openid))[0]!.message!.content).toBe("你好 &lt;");
+    expect(received(await historyOf("bd-plain", openid))[0]!.message.content).toBe("你好 &lt;");
   });
 
   it("answers in its own words: no parser internals, no stack-depth errors", async () => {
@@ -118,7 +118,7 @@ describe("distinct messages stay distinct", () => {
       for (let i = 0; i < 2; i++) expect(await (await sendPush(fields, { app: "bd-shop", format: "json" })).text()).toBe("success");
     }
     const history = await historyOf("bd-shop", openid);
-    expect(history.map((h) => h.message!.content).sort()).toEqual(["一", "三", "二"].sort());
+    expect(received(history).map((h) => h.message.content).sort()).toEqual(["一", "三", "二"].sort());
   });
 
   it("refuses MsgIds that are not 64-bit decimal integers, and reads 007 as 7", async () => {
@@ -129,7 +129,7 @@ describe("distinct messages stay distinct", () => {
     const openid = uniqueId("o");
     for (const MsgId of ["0077", "77"]) await sendPush(textPush({ FromUserName: openid, MsgId }), { app: "wx-sample" });
     const history = await historyOf("wx-sample", openid);
-    expect(history.map((h) => h.message!.msgId)).toEqual(["77"]);
+    expect(received(history).map((h) => h.message.msgId)).toEqual(["77"]);
   });
 
   it("refuses an openid longer than 128 characters", async () => {
