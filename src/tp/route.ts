@@ -46,15 +46,15 @@ async function handle(c: Context<HonoEnv>, platform: ThirdPartyConfig, event: Pl
   switch (event.kind) {
     case "ticket": {
       const { kept } = await env.THIRD_PARTIES.getByName(tp).saveTicket(event.ticket, event.createTime);
-      return { event: "ticket", outcome: kept ? "kept" : "older" };
+      return { tpEvent: "ticket", outcome: kept ? "kept" : "older" };
     }
     case "other":
-      return { event: event.name, appId: event.appId, outcome: "ignored" };
+      return { tpEvent: event.name, appId: event.appId, outcome: "ignored" };
     case "authorized":
     case "unauthorized": {
       const key = `${event.appId}:${event.event}:${event.eventTime}`;
       const platformStub = env.THIRD_PARTIES.getByName(tp);
-      const fields = { event: event.event, appId: event.appId };
+      const fields = { tpEvent: event.event, appId: event.appId };
       if (await platformStub.wasHandled(key)) return { ...fields, outcome: "duplicate" };
       const authorizer = env.AUTHORIZERS.getByName(tpAppName(tp, event.appId));
       if (event.kind === "unauthorized") {
