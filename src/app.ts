@@ -18,7 +18,7 @@ app.use("*", async (c, next) => {
   const started = Date.now();
   c.set("log", {});
   await next();
-  const event = /^\/(push|tp)\//.test(c.req.path) ? "push" : c.req.path.startsWith("/api/") ? "api" : "http";
+  const event = /^\/(push\/|tp\/[^/]+\/(events|messages)$)/.test(c.req.path) ? "push" : c.req.path.startsWith("/api/") ? "api" : "http";
   log(event, { method: c.req.method, path: c.req.routePath, status: c.res.status, ...c.get("log"), ms: Date.now() - started });
 });
 
@@ -48,6 +48,7 @@ app.get(
         encrypted: a.encodingAesKey !== undefined,
         canSend: a.appKey !== undefined && a.appSecret !== undefined,
       })),
+      thirdParties: [...config.thirdParties.keys()],
       api: config.apiKeys.length > 0,
       cors: config.corsOrigins,
       webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,

@@ -358,6 +358,8 @@ export class Authorizer extends DurableObject<Env> {
     const current = this.record!;
     const error = `refresh: ${describe(answer)}`;
     if (current.state === "unauthorized") return unauthorized(app);
+    // A new authorization was adopted meanwhile: its pair stands, whatever became of this refresh.
+    if (current.refreshToken !== presented && current.accessToken) return { ok: true, token: current.accessToken };
     // Baidu's gateway answered (a limit, a refused platform token) or the request was malformed:
     // the refresh token was not used. Anything else may have burned it.
     const untouched = answer.verdict === "final" || answer.verdict === "refresh" || (answer.verdict === "retry" && typeof answer.code === "number");
