@@ -244,7 +244,7 @@ export type KefuVars = { [name in keyof typeof settingsSchema.shape]?: string };
 const VAR_NAMES = Object.keys(settingsSchema.shape) as (keyof KefuVars)[];
 
 /** A provider with third-party platforms only needs no KEFU_APPS. */
-const platformsOnlySchema = settingsSchema.extend({ KEFU_APPS: z.undefined().transform((): z.infer<typeof appsSchema> => ({})) });
+const platformsOnlySchema = settingsSchema.extend({ KEFU_APPS: z.undefined().optional().transform((): z.infer<typeof appsSchema> => ({})) });
 
 /** Each issue as a line: where (variable, app, field) and why, never the value. */
 function problemsOf(error: z.ZodError): string[] {

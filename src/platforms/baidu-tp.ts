@@ -54,6 +54,8 @@ const oauthVerdicts: Record<string, TpVerdict> = {
 
 /** Any answer of Baidu's TP API → what it means. */
 export function readTpAnswer(status: number, body: unknown): TpAnswer {
+  // A 5xx is the front end's, whatever its body says: nothing in it is Baidu's verdict on the call.
+  if (status >= 500 || status === 429) return { verdict: "retry", message: `HTTP ${status}` };
   const gateway = field(body, "error_code");
   if (typeof gateway === "number") {
     return { verdict: gatewayVerdicts[gateway] ?? "final", code: gateway, message: String(field(body, "error_msg") ?? "") };
@@ -62,7 +64,6 @@ export function readTpAnswer(status: number, body: unknown): TpAnswer {
   if (typeof oauth === "string") {
     return { verdict: oauthVerdicts[oauth] ?? "final", code: oauth, message: String(field(body, "error_description") ?? "") };
   }
-  if (status >= 500 || status === 429) return { verdict: "retry", message: `HTTP ${status}` };
   const errno = field(body, "errno");
   if (typeof errno === "number") {
     const data = field(body, "data");

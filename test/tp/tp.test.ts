@@ -267,6 +267,18 @@ describe("the authorizer's tokens", () => {
     expect(await stats(`appId=${appId}`)).toMatchObject({ refreshes: 2, reusedRefreshTokens: 0, retrieves: 1 });
   });
 
+  it("a refresh answered 5xx or too slowly may have burned the token: recovered, never presented again", async () => {
+    for (const fault of [{ status: 502 }, { delayMs: 1500 }]) {
+      const { appId, app, openids } = await authorizedProgram();
+      await expireAccessToken(appId);
+      await standIn("/script", { platform: "baidu", kind: "token", match: appId, responses: [fault] });
+      expect(await settled(app, (await reply(app, openids[0]!)).body.id)).toMatchObject({ status: "sent" });
+      const refreshes = (await standInRequests({ platform: "baidu", kind: "token", match: appId })).filter((r) => r.query.grant_type === "app_to_tp_refresh_token");
+      expect(refreshes).toHaveLength(1);
+      expect(await stats(`appId=${appId}`)).toMatchObject({ retrieves: 1, reusedRefreshTokens: 0 });
+    }
+  });
+
   it("a refresh cut off mid-flight (the object died) is recovered, not presented again", async () => {
     const { appId, app, openids } = await authorizedProgram();
     await runInDurableObject(env.AUTHORIZERS.getByName(app), (_instance, state) => {
