@@ -340,8 +340,12 @@ export class Authorizer extends DurableObject<Env> {
     const base = setup.config.apiBase.baidu;
     let platformToken = await this.env.THIRD_PARTIES.getByName(tp).token(tp);
     if (!platformToken.ok) return platformToken;
+    // While the platform token was fetched, the program may have been withdrawn or authorized anew.
+    const before = this.record!;
+    if (before.state === "unauthorized") return unauthorized(app);
+    if (before.refreshToken !== presented) return before.accessToken ? { ok: true, token: before.accessToken } : this.recover(tp, appId, "the refresh token changed");
     const started = Date.now();
-    this.save({ ...this.record!, presenting: presented });
+    this.save({ ...before, presenting: presented });
     let answer = await callTp(tpCalls.refresh(base, platformToken.token, presented), setup.config.callTimeoutMs);
     if (answer.verdict === "refresh") {
       // The gateway refused the platform token, before the refresh token was looked at.
@@ -404,6 +408,8 @@ export class Authorizer extends DurableObject<Env> {
     }
     const committed = this.commit(tp, appId, pair, started, {});
     log("authorizer", { app, outcome: "recovered", why, generation: committed.generation, ms: Date.now() - started });
+    // Withdrawn while the recovery was under way: the pair is kept, the program stays withdrawn.
+    if (committed.state === "unauthorized") return unauthorized(app);
     return { ok: true, token: pair.accessToken };
   }
 
