@@ -24,8 +24,11 @@ export interface AppConfig {
   /** Baidu user_type used when a reply does not say: 1 guest, 2 Baidu account. */
   userType: 1 | 2;
   rules: PlatformRules;
-  /** A mini program authorized to a third-party platform (app name `<tp>.<appId>`): sends with its authorizer token. */
-  thirdParty?: { platform: string; appId: string; state: AuthorizationState };
+  /**
+   * A mini program authorized to a third-party platform (app name `<tp>.<appId>`): sends with its
+   * authorizer token. `state` as its Authorizer said, when it was asked.
+   */
+  thirdParty?: { platform: string; appId: string; state?: AuthorizationState };
 }
 
 /** Where a mini program stands with its third-party platform (src/tp/credentials.ts). */

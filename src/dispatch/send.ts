@@ -7,7 +7,7 @@ import { shortOpenid } from "../log.ts";
 import { busy, consume } from "./consume.ts";
 import type { SendJob } from "./jobs.ts";
 import { tokenSource } from "./tokens.ts";
-import { findApp } from "../tp/apps.ts";
+import { appByName } from "../tp/apps.ts";
 
 const describe = (job: SendJob) => ({ app: job.app, openid: shortOpenid(job.openid), id: job.id });
 
@@ -25,7 +25,7 @@ export async function sendBatch(batch: MessageBatch<SendJob>, env: Env): Promise
     const claim = await stub.beginSend(id, leaseMs);
     if (claim.state === "done") return { done: true, fields: { outcome: "duplicate" } };
     if (claim.state === "busy") return busy(claim.retryInMs);
-    const app = await findApp(env, config, appName);
+    const app = appByName(config, appName);
     const outcome: SendOutcome = app
       ? await deliver(env, config, app, openid, claim.request)
       : { status: "failed", release: true, error: { code: "unknown_app", message: `app ${appName} is no longer configured` } };

@@ -1,4 +1,4 @@
-import type { AppConfig, Config, ThirdPartyConfig } from "../config.ts";
+import type { AppConfig, AuthorizationState, Config, ThirdPartyConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { baiduTp } from "../platforms/baidu-tp.ts";
 import { KefuError } from "../protocol/errors.ts";
@@ -13,7 +13,7 @@ const TP_APP_NAME = /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9]{1,64})$/;
 export const tpAppName = (tp: string, appId: string) => `${tp}.${appId}`;
 
 /** The app as kefu-edge sees it: Baidu's rules, pushes in the message URL's safe envelope, sends by sendbytp. */
-export function tpApp(platform: ThirdPartyConfig, appId: string, state: NonNullable<AppConfig["thirdParty"]>["state"]): AppConfig {
+export function tpApp(platform: ThirdPartyConfig, appId: string, state?: AuthorizationState): AppConfig {
   return {
     name: tpAppName(platform.name, appId),
     platform: "baidu",
@@ -23,19 +23,28 @@ export function tpApp(platform: ThirdPartyConfig, appId: string, state: NonNulla
     appId,
     userType: 1,
     rules: baiduTp,
-    thirdParty: { platform: platform.name, appId, state },
+    thirdParty: { platform: platform.name, appId, ...(state && { state }) },
   };
 }
 
-/** A configured app, or a mini program its platform has known (any state: the history stays); else undefined. */
-export async function findApp(env: Env, config: Config, name: string): Promise<AppConfig | undefined> {
+/**
+ * A configured app, or a name of the `<tp>.<appId>` form on a configured platform, without asking
+ * its Authorizer (the send path: the authorizer's token answers for its state).
+ */
+export function appByName(config: Config, name: string): AppConfig | undefined {
   const configured = config.apps.get(name);
   if (configured) return configured;
   const match = TP_APP_NAME.exec(name);
   const platform = match ? config.thirdParties.get(match[1]!) : undefined;
-  if (!match || !platform) return undefined;
+  return match && platform ? tpApp(platform, match[2]!) : undefined;
+}
+
+/** A configured app, or a mini program its platform has known (any state: the history stays); else undefined. */
+export async function findApp(env: Env, config: Config, name: string): Promise<AppConfig | undefined> {
+  const app = appByName(config, name);
+  if (!app?.thirdParty) return app;
   const state = await env.AUTHORIZERS.getByName(name).state();
-  return state ? tpApp(platform, match[2]!, state) : undefined;
+  return state ? tpApp(config.thirdParties.get(app.thirdParty.platform)!, app.thirdParty.appId, state) : undefined;
 }
 
 export async function resolveApp(env: Env, config: Config, name: string): Promise<AppConfig> {
