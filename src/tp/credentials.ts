@@ -268,6 +268,7 @@ export class Authorizer extends DurableObject<Env> {
       this.save({ ...(this.record ?? this.fresh(tp, appId)), state: "needs_recovery", lastEventAt: Math.max(current?.lastEventAt ?? 0, eventAt) });
       const recovered = await this.recover(tp, appId, `authorization code refused: ${describe(answer)}`);
       if (!recovered.ok) return { ok: false, retry: recovered.retry, error: recovered.error };
+      this.save({ ...this.record!, authorizedAt: Date.now() });
     } else {
       return { ok: false, retry: answer.verdict !== "final", error: `code exchange: ${describe(answer)}` };
     }
