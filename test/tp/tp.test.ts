@@ -168,6 +168,24 @@ describe("the ticket and the platform token", () => {
   });
 });
 
+describe("the platform token refused", () => {
+  it("is fetched again once with the latest ticket, and shared again", async () => {
+    const split = testThirdParties.tpsplit;
+    await pushTicket("tpsplit", split);
+    const appId = uniqueAppId();
+    expect(await (await authorizeByEvent("tpsplit", split, appId)).text()).toBe("success");
+    const before = (await stats("clientId=tpsplit-client")).tokenFetches;
+    await standIn("/tp/expire", { clientId: "tpsplit-client" });
+    await pushTicket("tpsplit", split);
+    const second = uniqueAppId();
+    expect(await (await authorizeByEvent("tpsplit", split, second)).text()).toBe("success");
+    expect(await (await authorizeByEvent("tpsplit", split, uniqueAppId())).text()).toBe("success");
+    expect((await stats("clientId=tpsplit-client")).tokenFetches).toBe(before + 1);
+    const refused = (await standInRequests({ platform: "baidu", kind: "token", match: second })).filter((r) => r.response?.error_code === 111);
+    expect(refused).toHaveLength(1);
+  });
+});
+
 describe("authorization", () => {
   it("by redirect: a link, Baidu's page, the code exchanged, a plain page for the merchant", async () => {
     await pushTicket("mytp", mytp);
@@ -203,6 +221,16 @@ describe("authorization", () => {
     for (let i = 0; i < 3; i++) expect(await (await tpEvent("mytp", mytp, event)).text()).toBe("success");
     expect((await stats(`appId=${appId}`)).exchanges).toBe(1);
     expect(await authorizer(appId)).toMatchObject({ state: "authorized", kefuGranted: false });
+  });
+
+  it("an event whose code no longer works is recovered: the merchant did authorize", async () => {
+    await pushTicket("mytp", mytp);
+    const appId = uniqueAppId();
+    await standIn("/tp/authorize", { clientId: "mytp-client", appId }); // the grant; its code is left unused
+    const event = { appId: Number(appId), tpAppId: 1, eventTime: beijingTime(), event: "UPDATE_AUTHORIZED", authorizationCode: "code.expired", authorizationCodeExpiresIn: 60 };
+    expect(await (await tpEvent("mytp", mytp, event)).text()).toBe("success");
+    expect(await stats(`appId=${appId}`)).toMatchObject({ retrieves: 1 });
+    expect(await authorizer(appId)).toMatchObject({ state: "authorized", kefuGranted: true, refreshGeneration: 1 });
   });
 
   it("an authorized mini program is an app: its messages are forwarded with tp and appId, replies go by sendbytp", async () => {
