@@ -171,6 +171,14 @@ const thirdPartiesSchema = z
         issue.code === "invalid_key"
           ? "is not a platform name: names are 1-64 of [A-Za-z0-9_-]"
           : 'must be a JSON object keyed by platform name, e.g. {"mytp":{"clientId":"…",…}}',
+    }).superRefine((platforms, ctx) => {
+      // Two names for one platform would split its ticket and tokens between two owners.
+      const seen = new Map<string, string>();
+      for (const [name, { clientId }] of Object.entries(platforms)) {
+        const first = seen.get(clientId);
+        if (first) ctx.addIssue({ code: "custom", path: [name, "clientId"], message: `is the same as ${first}'s: one platform, one entry` });
+        else seen.set(clientId, name);
+      }
     }),
   );
 

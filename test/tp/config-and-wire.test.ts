@@ -53,6 +53,9 @@ describe("KEFU_THIRD_PARTY", () => {
       ]),
     );
     expect(problems.join("\n")).not.toMatch(/secret/);
+    expect(problemsOf(tp({ a: { clientId: "c", token: "t", encodingAesKey: KEY }, b: { clientId: "c", token: "u", encodingAesKey: KEY } }))).toEqual([
+      "KEFU_THIRD_PARTY.b.clientId is the same as a's: one platform, one entry",
+    ]);
     expect(problemsOf(tp("{nope"))).toEqual(["KEFU_THIRD_PARTY is not valid JSON"]);
     expect(problemsOf(tp("[1]"))[0]).toMatch(/^KEFU_THIRD_PARTY must be a JSON object keyed by platform name/);
   });
