@@ -26,6 +26,18 @@ const notConfigured = (tp: string): TokenResult => ({ ok: false, retry: false, e
 const describe = (outcome: TpOutcome) =>
   `${outcome.verdict}${"code" in outcome && outcome.code !== undefined ? ` ${outcome.code}` : ""}${outcome.message ? `: ${outcome.message}` : ""}`;
 
+/** A call with the platform token, fetched again once if Baidu refuses it. */
+async function withPlatformToken(env: Env, { config, platform }: Setup, build: (token: string) => Request): Promise<TpOutcome> {
+  const owner = env.THIRD_PARTIES.getByName(platform.name);
+  let token = await owner.token(platform.name);
+  for (let round = 0; ; round++) {
+    if (!token.ok) return { verdict: token.retry ? "retry" : "final", message: `platform token: ${token.error}` };
+    const answer = await callTp(build(token.token), config.callTimeoutMs);
+    if (answer.verdict !== "refresh" || round > 0) return answer;
+    token = await owner.token(platform.name, token.token);
+  }
+}
+
 // ---- the platform: ticket and platform token -----------------------------------------------------
 
 interface StoredTicket {
@@ -260,7 +272,7 @@ export class Authorizer extends DurableObject<Env> {
     const setup = setupOf(this.env, tp);
     if (!setup) return { ok: false, retry: false, error: `platform ${tp} is not in KEFU_THIRD_PARTY` };
     const started = Date.now();
-    const answer = await this.withPlatformToken(tp, (token) => tpCalls.exchangeCode(setup.config.apiBase.baidu, token, code));
+    const answer = await withPlatformToken(this.env, setup, (token) => tpCalls.exchangeCode(setup.config.apiBase.baidu, token, code));
     const pair = answer.verdict === "ok" ? readPair(answer.data) : undefined;
     if (pair) {
       this.commit(tp, appId, pair, started, { authorization: { at: eventAt } });
@@ -392,14 +404,14 @@ export class Authorizer extends DurableObject<Env> {
       this.save({ ...record, state: "needs_recovery", refreshToken: undefined, presenting: undefined });
     }
     const started = Date.now();
-    const retrieved = await this.withPlatformToken(tp, (token) => tpCalls.retrieveCode(base, token, appId));
+    const retrieved = await withPlatformToken(this.env, setup, (token) => tpCalls.retrieveCode(base, token, appId));
     if (retrieved.verdict === "unauthorized") {
       this.save({ ...this.record!, state: "unauthorized", accessToken: undefined, expiresAt: undefined, renewAt: undefined });
       log("authorizer", { app, outcome: "unauthorized", reason: `retrieve/authorizationcode: ${describe(retrieved)}` });
       return unauthorized(app);
     }
     const code = retrieved.verdict === "ok" ? readCode(retrieved.data, "authorization_code") : undefined;
-    const exchanged = code ? await this.withPlatformToken(tp, (token) => tpCalls.exchangeCode(base, token, code)) : retrieved;
+    const exchanged = code ? await withPlatformToken(this.env, setup, (token) => tpCalls.exchangeCode(base, token, code)) : retrieved;
     const pair = exchanged.verdict === "ok" ? readPair(exchanged.data) : undefined;
     if (!pair) {
       const error = `recovery (${why}): ${code ? "code exchange" : "retrieve/authorizationcode"} ${describe(exchanged)}`;
@@ -413,35 +425,13 @@ export class Authorizer extends DurableObject<Env> {
     if (committed.state === "unauthorized") return unauthorized(app);
     return { ok: true, token: pair.accessToken };
   }
-
-  /** A call with the platform token, fetched again once if Baidu refuses it. */
-  private async withPlatformToken(tp: string, build: (token: string) => Request): Promise<TpOutcome> {
-    const setup = setupOf(this.env, tp);
-    if (!setup) return { verdict: "final", message: `platform ${tp} is not in KEFU_THIRD_PARTY` };
-    const platform = this.env.THIRD_PARTIES.getByName(tp);
-    let token = await platform.token(tp);
-    for (let round = 0; ; round++) {
-      if (!token.ok) return { verdict: token.retry ? "retry" : "final", message: `platform token: ${token.error}` };
-      const answer = await callTp(build(token.token), setup.config.callTimeoutMs);
-      if (answer.verdict !== "refresh" || round > 0) return answer;
-      token = await platform.token(tp, token.token);
-    }
-  }
 }
 
 /** The redirect's code: exchanged, then app/info names the mini program, whose Authorizer adopts the pair. */
 export async function authorizeByRedirect(env: Env, config: Config, platform: ThirdPartyConfig, code: string): Promise<AuthorizeResult> {
   const base = config.apiBase.baidu;
-  const tokens = env.THIRD_PARTIES.getByName(platform.name);
-  let token = await tokens.token(platform.name);
-  let answer: TpOutcome = { verdict: "retry", message: "" };
   const started = Date.now();
-  for (let round = 0; round < 2 && token.ok; round++) {
-    answer = await callTp(tpCalls.exchangeCode(base, token.token, code), config.callTimeoutMs);
-    if (answer.verdict !== "refresh") break;
-    token = await tokens.token(platform.name, token.token);
-  }
-  if (!token.ok) return { ok: false, retry: token.retry, error: `platform token: ${token.error}` };
+  const answer = await withPlatformToken(env, { config, platform }, (token) => tpCalls.exchangeCode(base, token, code));
   const pair = answer.verdict === "ok" ? readPair(answer.data) : undefined;
   if (!pair) return { ok: false, retry: answer.verdict === "retry" || answer.verdict === "lost", error: `code exchange: ${describe(answer)}` };
   const info = await callTp(tpCalls.appInfo(base, pair.accessToken), config.callTimeoutMs);
@@ -460,14 +450,8 @@ export async function preAuthorizationUrl(
   platform: ThirdPartyConfig,
   redirectUri: string,
 ): Promise<{ ok: true; url: string } | { ok: false; error: string }> {
-  const tokens = env.THIRD_PARTIES.getByName(platform.name);
-  let token = await tokens.token(platform.name);
-  for (let round = 0; round < 2 && token.ok; round++) {
-    const answer = await callTp(tpCalls.preAuthCode(config.apiBase.baidu, token.token), config.callTimeoutMs);
-    const code = answer.verdict === "ok" ? readCode(answer.data, "pre_auth_code") : undefined;
-    if (code) return { ok: true, url: authorizationUrl(config.authorizationPage, platform.clientId, code, redirectUri) };
-    if (answer.verdict !== "refresh" || round > 0) return { ok: false, error: `createpreauthcode: ${describe(answer)}` };
-    token = await tokens.token(platform.name, token.token);
-  }
-  return { ok: false, error: `platform token: ${token.ok ? "refused twice" : token.error}` };
+  const answer = await withPlatformToken(env, { config, platform }, (token) => tpCalls.preAuthCode(config.apiBase.baidu, token));
+  const code = answer.verdict === "ok" ? readCode(answer.data, "pre_auth_code") : undefined;
+  if (!code) return { ok: false, error: `createpreauthcode: ${describe(answer)}` };
+  return { ok: true, url: authorizationUrl(config.authorizationPage, platform.clientId, code, redirectUri) };
 }
