@@ -2,6 +2,7 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { stripVTControlCharacters } from "node:util";
 import { defineConfig } from "vitest/config";
 import { testApps, WEBHOOK_SECRET } from "./test/fixtures/apps.ts";
+import { testThirdParties } from "./test/fixtures/third-party.ts";
 
 // Some tests make the stand-in drop connections or fail a message until its dead-letter queue, on
 // purpose; workerd and miniflare report each such event on stderr/stdout although the Worker
@@ -50,6 +51,8 @@ export default defineConfig({
         miniflare: {
           bindings: {
             KEFU_APPS: JSON.stringify(testApps),
+            KEFU_THIRD_PARTY: JSON.stringify(testThirdParties),
+            BAIDU_AUTHORIZATION_PAGE: `${standIn}/mappconsole/tp/authorization`,
             KEFU_API_KEY: "test-api-key",
             KEFU_WEBHOOK_URL: `${standIn}/webhook`,
             KEFU_WEBHOOK_SECRET: WEBHOOK_SECRET,

@@ -7,6 +7,7 @@ import type { HonoEnv } from "./env.ts";
 import { log } from "./log.ts";
 import { KefuError } from "./protocol/errors.ts";
 import { push } from "./push/route.ts";
+import { tp } from "./tp/route.ts";
 import { z } from "./zod.ts";
 
 export const app = new OpenAPIHono<HonoEnv>();
@@ -17,7 +18,7 @@ app.use("*", async (c, next) => {
   const started = Date.now();
   c.set("log", {});
   await next();
-  const event = c.req.path.startsWith("/push/") ? "push" : c.req.path.startsWith("/api/") ? "api" : "http";
+  const event = /^\/(push\/|tp\/[^/]+\/(events|messages)$)/.test(c.req.path) ? "push" : c.req.path.startsWith("/api/") ? "api" : "http";
   log(event, { method: c.req.method, path: c.req.routePath, status: c.res.status, ...c.get("log"), ms: Date.now() - started });
 });
 
@@ -47,6 +48,7 @@ app.get(
         encrypted: a.encodingAesKey !== undefined,
         canSend: a.appKey !== undefined && a.appSecret !== undefined,
       })),
+      thirdParties: [...config.thirdParties.keys()],
       api: config.apiKeys.length > 0,
       cors: config.corsOrigins,
       webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
@@ -55,6 +57,7 @@ app.get(
 );
 
 app.route("/push", push);
+app.route("/tp", tp);
 app.route("/api", api);
 
 // What the business's webhook receives, from the schema the forward is typed by.

@@ -24,10 +24,34 @@ export interface AppConfig {
   /** Baidu user_type used when a reply does not say: 1 guest, 2 Baidu account. */
   userType: 1 | 2;
   rules: PlatformRules;
+  /**
+   * A mini program authorized to a third-party platform (app name `<tp>.<appId>`): sends with its
+   * authorizer token. `state` as its Authorizer said, when it was asked.
+   */
+  thirdParty?: { platform: string; appId: string; state?: AuthorizationState };
+}
+
+/** Where a mini program stands with its third-party platform (src/tp/credentials.ts). */
+export type AuthorizationState = "authorized" | "needs_recovery" | "unauthorized";
+
+/** One third-party platform (第三方平台), as given in KEFU_THIRD_PARTY. */
+export interface ThirdPartyConfig {
+  name: string;
+  /** The platform's key (TP key / client_id). */
+  clientId: string;
+  /** Token and EncodingAESKey of the 授权事件接收URL (ticket and authorization events). */
+  token: string;
+  encodingAesKey: string;
+  /** Token and EncodingAESKey of the 消息与事件接收URL (the mini programs' pushes); default: the first pair. */
+  messageToken: string;
+  messageEncodingAesKey: string;
 }
 
 export interface Config {
   apps: ReadonlyMap<string, AppConfig>;
+  thirdParties: ReadonlyMap<string, ThirdPartyConfig>;
+  /** Baidu's authorization page a merchant is sent to (third-party platforms). */
+  authorizationPage: string;
   /** Bearer keys of the REST API (KEFU_API_KEY and KEFU_API_KEYS); any one of them opens it. */
   apiKeys: string[];
   /** Origins allowed to call the API from a browser; empty: no CORS. */
@@ -110,6 +134,54 @@ const appsSchema = z
   )
   .refine((apps) => Object.keys(apps).length > 0, "has no apps");
 
+const TP_FIELDS = ["clientId", "token", "encodingAesKey", "messageToken", "messageEncodingAesKey"] as const;
+
+const aesKeyField = nonEmpty("is required (the console's EncodingAESKey)").refine(isEncodingAesKey, "must be 43 characters of [A-Za-z0-9]");
+
+/** One entry of KEFU_THIRD_PARTY, checked on its own. */
+const thirdPartySchema = z
+  .strictObject({
+    clientId: nonEmpty("is required (the platform's TP key, client_id)"),
+    token: nonEmpty("is required (the Token of the 授权事件接收URL)"),
+    encodingAesKey: aesKeyField,
+    messageToken: nonEmpty().optional(),
+    messageEncodingAesKey: nonEmpty().refine(isEncodingAesKey, "must be 43 characters of [A-Za-z0-9]").optional(),
+  })
+  .transform((tp) => ({
+    ...tp,
+    messageToken: tp.messageToken ?? tp.token,
+    messageEncodingAesKey: tp.messageEncodingAesKey ?? tp.encodingAesKey,
+  }));
+
+const thirdPartiesSchema = z
+  .string()
+  .optional()
+  .transform((text, ctx) => {
+    if (!text) return {};
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "is not valid JSON" });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), thirdPartySchema, {
+      error: (issue) =>
+        issue.code === "invalid_key"
+          ? "is not a platform name: names are 1-64 of [A-Za-z0-9_-]"
+          : 'must be a JSON object keyed by platform name, e.g. {"mytp":{"clientId":"…",…}}',
+    }).superRefine((platforms, ctx) => {
+      // Two names for one platform would split its ticket and tokens between two owners.
+      const seen = new Map<string, string>();
+      for (const [name, { clientId }] of Object.entries(platforms)) {
+        const first = seen.get(clientId);
+        if (first) ctx.addIssue({ code: "custom", path: [name, "clientId"], message: `is the same as ${first}'s: one platform, one entry` });
+        else seen.set(clientId, name);
+      }
+    }),
+  );
+
 /** A bearer token as RFC 6750 §2.1 allows it (b64token): what Hono's bearerAuth accepts. */
 const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
 const bearerToken = z.string().regex(BEARER_TOKEN, "is not a bearer token: use only A-Z a-z 0-9 - . _ ~ + / and = at the end");
@@ -155,6 +227,7 @@ const accessSettings = {
 
 const settingsSchema = z.object({
   KEFU_APPS: appsSchema,
+  KEFU_THIRD_PARTY: thirdPartiesSchema,
   ...accessSettings,
   KEFU_WEBHOOK_URL: httpUrl(),
   KEFU_WEBHOOK_SECRET: z
@@ -163,6 +236,7 @@ const settingsSchema = z.object({
     .transform((s) => s || undefined)
     .refine((s) => !s?.startsWith("whsec_") || /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(s), "starting with whsec_ must be followed by base64"),
   BAIDU_API_BASE: httpUrl("https://openapi.baidu.com"),
+  BAIDU_AUTHORIZATION_PAGE: httpUrl("https://smartprogram.baidu.com/mappconsole/tp/authorization"),
   WECHAT_API_BASE: httpUrl("https://api.weixin.qq.com"),
   KEFU_DEDUPE_TTL_SECONDS: integer(3600, 60),
   KEFU_HISTORY_DAYS: integer(7, 1),
@@ -180,17 +254,20 @@ export type KefuVars = { [name in keyof typeof settingsSchema.shape]?: string };
 
 const VAR_NAMES = Object.keys(settingsSchema.shape) as (keyof KefuVars)[];
 
+/** A provider with third-party platforms only needs no KEFU_APPS. */
+const platformsOnlySchema = settingsSchema.extend({ KEFU_APPS: z.undefined().optional().transform((): z.infer<typeof appsSchema> => ({})) });
+
 /** Each issue as a line: where (variable, app, field) and why, never the value. */
 function problemsOf(error: z.ZodError): string[] {
   return error.issues.flatMap((issue) =>
     issue.code === "unrecognized_keys"
-      ? issue.keys.map((key) => `${issuePath([...issue.path, key])} is not a known field (${APP_FIELDS.join(", ")})`)
+      ? issue.keys.map((key) => `${issuePath([...issue.path, key])} is not a known field (${(issue.path[0] === "KEFU_THIRD_PARTY" ? TP_FIELDS : APP_FIELDS).join(", ")})`)
       : [`${issuePath(issue.path)} ${issue.message}`],
   );
 }
 
 export function parseConfig(env: KefuVars): ConfigResult {
-  const parsed = settingsSchema.safeParse(env);
+  const parsed = (!env.KEFU_APPS && env.KEFU_THIRD_PARTY ? platformsOnlySchema : settingsSchema).safeParse(env);
   if (!parsed.success) return { ok: false, problems: problemsOf(parsed.error) };
   const s = parsed.data;
   const rules: Record<Platform, PlatformRules> = {
@@ -202,6 +279,8 @@ export function parseConfig(env: KefuVars): ConfigResult {
     ok: true,
     config: {
       apps,
+      thirdParties: new Map(Object.entries(s.KEFU_THIRD_PARTY).map(([name, tp]): [string, ThirdPartyConfig] => [name, { name, ...tp }])),
+      authorizationPage: s.BAIDU_AUTHORIZATION_PAGE!,
       apiKeys: keysOf(s),
       corsOrigins: s.KEFU_CORS_ORIGINS,
       webhook: s.KEFU_WEBHOOK_URL ? { url: s.KEFU_WEBHOOK_URL, secret: s.KEFU_WEBHOOK_SECRET } : undefined,

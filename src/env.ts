@@ -3,6 +3,7 @@ import type { Conversation } from "./conversation/conversation.ts";
 import type { Directory } from "./conversation/directory.ts";
 import type { ForwardJob, SendJob } from "./dispatch/jobs.ts";
 import type { AccessTokens } from "./dispatch/tokens.ts";
+import type { Authorizer, ThirdParty } from "./tp/credentials.ts";
 
 /** The Worker's bindings (wrangler.toml) and variables (vars and secrets). */
 export interface Env extends KefuVars {
@@ -11,6 +12,9 @@ export interface Env extends KefuVars {
   CONVERSATIONS: DurableObjectNamespace<Conversation>;
   DIRECTORY: DurableObjectNamespace<Directory>;
   ACCESS_TOKENS: DurableObjectNamespace<AccessTokens>;
+  /** Third-party platforms: one per platform (ticket, platform token), one per authorized mini program. */
+  THIRD_PARTIES: DurableObjectNamespace<ThirdParty>;
+  AUTHORIZERS: DurableObjectNamespace<Authorizer>;
   FORWARDS: Queue<ForwardJob>;
   SENDS: Queue<SendJob>;
 }

@@ -6,6 +6,7 @@ import type { Env } from "./env.ts";
 export { Conversation } from "./conversation/conversation.ts";
 export { Directory } from "./conversation/directory.ts";
 export { AccessTokens } from "./dispatch/tokens.ts";
+export { Authorizer, ThirdParty } from "./tp/credentials.ts";
 
 /** Queue consumers by queue name (wrangler.toml). */
 const consumers: Record<string, (batch: MessageBatch<never>, env: Env) => Promise<void>> = {

@@ -163,3 +163,54 @@ type Inbound = Extract<HistoryEntry, { direction: "in" }>;
 export function received(history: HistoryEntry[] | undefined): Inbound[] {
   return (history ?? []).filter((entry): entry is Inbound => entry.direction === "in");
 }
+
+// ---- third-party platform mode ---------------------------------------------------------------------
+
+/** Beijing time as Baidu writes eventTime ("2019-01-14 12:45:10"). */
+export function beijingTime(ms = Date.now()): string {
+  return new Date(ms + 8 * 3_600_000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+/** A push in a third-party platform's envelope: JSON `{Nonce, TimeStamp, Encrypt, MsgSignature}`, signed now. */
+export function sealTp(fields: Fields, secrets: { token: string; encodingAesKey: string }) {
+  return sealPush(fields, { ...secrets, mode: "safe", format: "json", envelope: "body", trailingId: "20073496" });
+}
+
+type TpSecrets = { token: string; encodingAesKey: string; messageToken?: string; messageEncodingAesKey?: string };
+
+/** POSTs a platform event (ticket, authorization events) to /tp/<tp>/events, as Baidu does. */
+export function tpEvent(tp: string, platform: TpSecrets, fields: Fields): Promise<Response> {
+  return postRaw(`/tp/${tp}/events`, sealTp(fields, platform).body, "application/json");
+}
+
+/** Baidu pushes a fresh ticket (the stand-in's next one) to the platform. */
+export async function pushTicket(tp: string, platform: TpSecrets & { clientId: string }): Promise<string> {
+  const { ticket } = await standIn<{ ticket: string }>("/tp/ticket", { clientId: platform.clientId });
+  const response = await tpEvent(tp, platform, { Ticket: ticket, FromUserName: "SmartAPP", CreateTime: Math.floor(Date.now() / 1000), MsgType: "ticket", Event: "push" });
+  if ((await response.text()) !== "success") throw new Error("ticket push was not acknowledged");
+  return ticket;
+}
+
+/** A merchant authorizes `appId` and Baidu pushes AUTHORIZED with the code; returns the response. */
+export async function authorizeByEvent(tp: string, platform: TpSecrets & { clientId: string }, appId: string, scopes?: string[]): Promise<Response> {
+  const { authorizationCode } = await standIn<{ authorizationCode: string }>("/tp/authorize", { clientId: platform.clientId, appId, scopes });
+  return tpEvent(tp, platform, {
+    appId: Number(appId),
+    tpAppId: 20073496,
+    eventTime: beijingTime(),
+    event: "AUTHORIZED",
+    authorizationCode,
+    authorizationCodeExpiresIn: 60,
+  });
+}
+
+/** A user writes to an authorized mini program: a text push to /tp/<tp>/messages; returns the response. */
+export function tpUserWrites(tp: string, platform: TpSecrets, appId: string, openid: string, fields: Fields = {}): Promise<Response> {
+  const secrets = { token: platform.messageToken ?? platform.token, encodingAesKey: platform.messageEncodingAesKey ?? platform.encodingAesKey };
+  return postRaw(`/tp/${tp}/messages`, sealTp(textPush({ ToUserName: appId, FromUserName: openid, ...fields }), secrets).body, "application/json");
+}
+
+/** A numeric appId no other test uses. */
+export function uniqueAppId(): string {
+  return String(40_000_000 + Math.floor(Math.random() * 50_000_000));
+}

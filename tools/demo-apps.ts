@@ -42,3 +42,36 @@ export function readApps(path: string = DEMO_ENV_FILE): Map<string, PushApp> {
   if (apps.size === 0) throw new Error(`${path}: KEFU_APPS has no apps`);
   return apps;
 }
+
+/** What Baidu knows about a third-party platform: enough to seal its events and its mini programs' pushes. */
+export interface PushPlatform {
+  name: string;
+  clientId: string;
+  token: string;
+  encodingAesKey: string;
+  messageToken: string;
+  messageEncodingAesKey: string;
+}
+
+/** The demo platform's mini program, authorized by `npm start` against the stand-in. */
+export const DEMO_TP_APP_ID = "20000001";
+
+/** The platforms of an env file's KEFU_THIRD_PARTY (none when it has none). */
+export function readThirdParties(path: string = DEMO_ENV_FILE): Map<string, PushPlatform> {
+  const text = readFileSync(path, "utf8");
+  const json = text.trimStart().startsWith("{") ? undefined : readEnvFile(path).KEFU_THIRD_PARTY;
+  const platforms = new Map<string, PushPlatform>();
+  if (!json) return platforms;
+  for (const [name, p] of Object.entries(JSON.parse(json) as Record<string, Partial<PushPlatform>>)) {
+    if (!p.clientId || !p.token || !p.encodingAesKey) throw new Error(`${path}: platform ${name} needs clientId, token and encodingAesKey`);
+    platforms.set(name, {
+      name,
+      clientId: p.clientId,
+      token: p.token,
+      encodingAesKey: p.encodingAesKey,
+      messageToken: p.messageToken ?? p.token,
+      messageEncodingAesKey: p.messageEncodingAesKey ?? p.encodingAesKey,
+    });
+  }
+  return platforms;
+}

@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startStandIn } from "./stand-in.ts";
 import type { StandIn } from "./stand-in.ts";
-import { DEMO_ENV_FILE, readApps, readEnvFile } from "./demo-apps.ts";
+import { DEMO_ENV_FILE, DEMO_TP_APP_ID, readApps, readEnvFile, readThirdParties } from "./demo-apps.ts";
+import { platformEvent, pushPlatformEvent } from "./tp-platform.ts";
 import { startWranglerDev } from "./wrangler-dev.ts";
 import type { WranglerDev } from "./wrangler-dev.ts";
 
@@ -44,6 +45,7 @@ if (flags.fresh) {
 
 const demoEnv = readEnvFile(DEMO_ENV_FILE);
 const apps = readApps(DEMO_ENV_FILE);
+const platforms = readThirdParties(DEMO_ENV_FILE);
 
 // Registered first: a Ctrl-C during start-up stops whatever has started so far.
 let standIn: StandIn | undefined;
@@ -83,6 +85,7 @@ worker = await startWranglerDev({
     BAIDU_API_BASE: standIn.url,
     WECHAT_API_BASE: standIn.url,
     KEFU_WEBHOOK_URL: `${standIn.url}/webhook`,
+    BAIDU_AUTHORIZATION_PAGE: `${standIn.url}/mappconsole/tp/authorization`,
   },
   output: wranglerOutput(),
 }).catch(async (error: unknown) => {
@@ -94,6 +97,21 @@ if (!worker) process.exit(1);
 worker.exited.then((code) => stop(`wrangler exited (code ${code})`, code ?? 1));
 const workerUrl = worker.url;
 
+// Each demo platform gets its ticket and its demo mini program authorized, as Baidu would push them.
+// The stand-in starts empty each time: kept credentials it no longer knows are recovered by kefu-edge.
+for (const platform of platforms.values()) {
+  for (const event of ["ticket", "AUTHORIZED"]) {
+    const answer = await pushPlatformEvent(workerUrl, platform, await platformEvent(standIn.url, platform, event, DEMO_TP_APP_ID)).catch(
+      (error: unknown) => ({ status: 0, body: String(error) }),
+    );
+    if (answer.body !== "success") print(`demo platform ${platform.name}: ${event} was not applied (${answer.status} ${answer.body})`);
+  }
+}
+const tpUrls = [...platforms.values()].flatMap((p) => [
+  `    ${p.name.padEnd(14)} 授权事件接收URL ${workerUrl}/tp/${p.name}/events`,
+  `    ${"".padEnd(14)} 消息与事件接收URL ${workerUrl}/tp/${p.name}/messages   (mini program ${p.name}.${DEMO_TP_APP_ID} authorized)`,
+]);
+
 const pushUrls = [...apps.values()].map((app) => `    ${app.name.padEnd(14)} ${app.platform.padEnd(7)} ${workerUrl}/push/${app.name}`);
 print(
   [
@@ -101,6 +119,7 @@ print(
     `kefu-edge is running on ${workerUrl} (Ctrl-C stops it)`,
     "  push URLs (set one as the 客服消息 URL; the token and EncodingAESKey are in demo/demo.env):",
     ...pushUrls,
+    ...(tpUrls.length > 0 ? ["  third-party platform (README, \"Third-party platform mode\"):", ...tpUrls] : []),
     `  API key    ${demoEnv.KEFU_API_KEY ?? "(none)"}`,
     `  health     ${workerUrl}/health`,
     `  stand-in   ${standIn.url}: Baidu + WeChat APIs, and the business webhook at /webhook`,

@@ -16,6 +16,35 @@ export interface GivenOptions {
   format?: string;
   envelope?: string;
   repeat?: string;
+  app?: string;
+  tp?: string;
+  "tp-event"?: string;
+  "app-id"?: string;
+  "stand-in"?: string;
+}
+
+/** Options that only mean something for a third-party platform (--tp). */
+const TP_OPTIONS = ["tp-event", "app-id", "stand-in"] as const;
+
+/**
+ * Why the simulator cannot play Baidu for a third-party platform with these options, or undefined.
+ * Without --tp, only that the TP options need it.
+ */
+export function tpRefusal(given: GivenOptions): string | undefined {
+  if (!given.tp) {
+    const extra = TP_OPTIONS.filter((name) => given[name] !== undefined);
+    return extra.length ? `${extra.map((name) => `--${name}`).join(", ")} belong to a third-party platform: add --tp NAME` : undefined;
+  }
+  if (given.app !== undefined) return "--tp pushes for a mini program authorized to the platform: name it by --app-id, not --app";
+  if (given.mode !== undefined && given.mode !== "safe") return "third-party platforms push in safe mode only: drop --mode";
+  if (given.format !== undefined && given.format !== "json") return "third-party platforms push JSON only: drop --format";
+  if (given.envelope !== undefined && given.envelope !== "body") return "third-party platforms sign in the body envelope only: drop --envelope";
+  if (given["tp-event"] !== undefined) {
+    if (given.handshake) return "--handshake checks both URLs and sends no event: drop --tp-event";
+    const extra = MESSAGE_OPTIONS.filter((name) => name !== "repeat" && given[name] !== undefined);
+    if (extra.length) return `--tp-event pushes a platform event, not a user's message: ${extra.map((name) => `--${name}`).join(", ")} cannot apply`;
+  }
+  return undefined;
 }
 
 /** Options that shape the message of a push: a handshake sends none. */

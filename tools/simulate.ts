@@ -7,9 +7,10 @@ import type { Fields } from "../src/protocol/codec.ts";
 import { queryString, sealPush } from "../src/protocol/seal.ts";
 import type { SealedPush } from "../src/protocol/seal.ts";
 import { sha1Signature } from "../src/protocol/signature.ts";
-import { DEMO_ENV_FILE, readApps } from "./demo-apps.ts";
-import type { PushApp } from "./demo-apps.ts";
-import { refusal } from "./simulate-options.ts";
+import { DEMO_ENV_FILE, DEMO_TP_APP_ID, readApps, readThirdParties } from "./demo-apps.ts";
+import type { PushApp, PushPlatform } from "./demo-apps.ts";
+import { refusal, tpRefusal } from "./simulate-options.ts";
+import { platformEvent, sealTp } from "./tp-platform.ts";
 
 const HELP = `usage: npm run simulate -- [options]
 
@@ -35,6 +36,15 @@ went out and what came back.
                         nonce, echoStr; WeChat GET with echostr
   -h, --help            this text
 
+third-party platform (KEFU_THIRD_PARTY; safe-mode JSON in the body envelope, always):
+  --tp NAME             play Baidu for this platform: a user's push to /tp/NAME/messages for
+                        --app-id, or with --tp-event an event to /tp/NAME/events; with
+                        --handshake, the URL check of both URLs
+  --app-id ID           the mini program (ToUserName / appId)    (default ${DEMO_TP_APP_ID})
+  --tp-event EVENT      ticket | AUTHORIZED | UPDATE_AUTHORIZED | UNAUTHORIZED | any other event;
+                        the stand-in issues the ticket or the code first, so Baidu's API agrees
+  --stand-in URL        the stand-in of Baidu's API              (default http://127.0.0.1:8788)
+
 Combinations no platform sends are refused (exit 2): --content without --type text, --handshake
 with message options, --envelope body with --mode plaintext or a WeChat app, …
 
@@ -42,7 +52,9 @@ examples:
   npm run simulate -- --app demo-wechat --content hello
   npm run simulate -- --app demo-baidu --type image --pic-url https://example.com/a.jpg --repeat 3
   npm run simulate -- --app demo-wechat --type event --event user_enter_tempsession
-  npm run simulate -- --app demo-baidu --handshake`;
+  npm run simulate -- --app demo-baidu --handshake
+  npm run simulate -- --tp demotp --content 你好
+  npm run simulate -- --tp demotp --tp-event UNAUTHORIZED`;
 
 /** Baidu appends a platform id, not the appId, to the encrypted message (README, "Limits and choices"). */
 const BAIDU_TRAILING_ID = "20073496";
@@ -78,6 +90,10 @@ try {
       envelope: { type: "string" },
       repeat: { type: "string" },
       handshake: { type: "boolean", default: false },
+      tp: { type: "string" },
+      "app-id": { type: "string" },
+      "tp-event": { type: "string" },
+      "stand-in": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   }));
@@ -90,6 +106,10 @@ if (opts.help) {
   console.log(HELP);
   process.exit(0);
 }
+
+const tpRefused = tpRefusal(given);
+if (tpRefused) fail(tpRefused);
+if (opts.tp) process.exit(await playPlatform(opts.tp));
 
 const apps = loadApps(opts["apps-file"]);
 const app = apps.get(opts.app ?? [...apps.keys()][0]!);
@@ -178,6 +198,61 @@ function describe(fields: Fields): string {
   ].join("");
 }
 
+// ---- a third-party platform -----------------------------------------------------------------
+
+async function playPlatform(name: string): Promise<number> {
+  let platforms: Map<string, PushPlatform>;
+  try {
+    platforms = readThirdParties(opts["apps-file"]);
+  } catch (error) {
+    fail(`cannot read KEFU_THIRD_PARTY from ${opts["apps-file"]}: ${(error as Error).message}`);
+  }
+  const platform = platforms.get(name);
+  if (!platform) fail(`no platform "${name}" in ${opts["apps-file"]}'s KEFU_THIRD_PARTY; there are: ${[...platforms.keys()].join(", ") || "none"}`);
+  const base = `${opts.url.replace(/\/+$/, "")}/tp/${platform.name}`;
+  const appId = opts["app-id"] ?? DEMO_TP_APP_ID;
+  if (opts.handshake) {
+    let failures = 0;
+    for (const [path, token] of [["events", platform.token], ["messages", platform.messageToken]] as const) {
+      failures += await baiduHandshake(`${base}/${path}`, token);
+    }
+    return failures;
+  }
+  let fields: Fields;
+  let url: string;
+  let body: string;
+  if (opts["tp-event"]) {
+    const standInUrl = (opts["stand-in"] ?? "http://127.0.0.1:8788").replace(/\/+$/, "");
+    try {
+      fields = await platformEvent(standInUrl, platform, opts["tp-event"], appId);
+    } catch (error) {
+      fail(`the stand-in at ${standInUrl} did not answer (is npm start running?): ${(error as Error).message}`);
+    }
+    url = `${base}/events`;
+    body = sealTp(fields, platform.token, platform.encodingAesKey);
+    console.log(`baidu third-party platform ${platform.name}, event: ${JSON.stringify({ ...fields, authorizationCode: fields.authorizationCode ? "…" : undefined })}`);
+  } else {
+    fields = pushFields({ name: `${platform.name}.${appId}`, platform: "baidu", token: platform.messageToken, appId });
+    url = `${base}/messages`;
+    body = sealTp(fields, platform.messageToken, platform.messageEncodingAesKey);
+    console.log(`baidu third-party platform ${platform.name}, push for mini program ${appId}: ${describe(fields)}`);
+  }
+  let failures = 0;
+  const repeat = repeatCount();
+  for (let attempt = 1; attempt <= repeat; attempt++) {
+    const label = repeat > 1 ? `attempt ${attempt}/${repeat}` : "";
+    const answer = await send(label, "POST", url, { body, contentType: "application/json" });
+    if (!answer.ok || answer.body !== "success") failures++;
+  }
+  return failures;
+}
+
+function repeatCount(): number {
+  const n = Number(opts.repeat);
+  if (!Number.isInteger(n) || n < 1) fail("--repeat needs a positive integer");
+  return n;
+}
+
 // ---- the handshake -------------------------------------------------------------------------
 
 async function handshake(app: PushApp): Promise<number> {
@@ -198,6 +273,18 @@ async function handshake(app: PushApp): Promise<number> {
         ? await send("", "POST", pushUrl, { body: new URLSearchParams(params).toString(), contentType: "application/x-www-form-urlencoded" })
         : await send("", "POST", `${pushUrl}${queryString(params)}`);
   }
+  const echoed = result.ok && result.body === echo;
+  console.log(echoed ? "echo matches: the URL would be accepted" : `echo mismatch: expected ${echo}`);
+  return echoed ? 0 : 1;
+}
+
+/** Baidu's URL check: POST with the four in the query; the echo must come back verbatim. */
+async function baiduHandshake(url: string, token: string): Promise<number> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const nonce = String(randomBytes(4).readUInt32BE(0));
+  const echo = randomBytes(9).toString("base64url");
+  console.log("baidu URL check (POST, parameters in the query)");
+  const result = await send("", "POST", `${url}${queryString({ signature: sha1Signature(token, timestamp, nonce), timestamp, nonce, echoStr: echo })}`);
   const echoed = result.ok && result.body === echo;
   console.log(echoed ? "echo matches: the URL would be accepted" : `echo mismatch: expected ${echo}`);
   return echoed ? 0 : 1;

@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createTpStandIn } from './stand-in-tp.ts';
 
 export type StandInOptions = {
   port?: number;
@@ -25,14 +26,18 @@ export type StandInOptions = {
 export type StandIn = { url: string; port: number; close(): Promise<void> };
 
 type Platform = 'baidu' | 'wechat' | 'webhook';
-type Kind = 'token' | 'send' | 'webhook';
+/** tp: the third-party platform's other calls (authorization page, app/info, retrieve). */
+type Kind = 'token' | 'send' | 'webhook' | 'tp';
 
 type ScriptedResponse = { body?: unknown; status?: number; delayMs?: number; drop?: boolean };
 
-/** What the stand-in answers; `body: undefined` means no body (204). A string body is sent verbatim. */
-type Answer = { status: number; body?: unknown };
+/**
+ * What the stand-in answers; `body: undefined` means no body (204). A string body is sent verbatim.
+ * `drop`: the call took effect, then the connection is dropped before the answer is written.
+ */
+export type Answer = { status: number; body?: unknown; headers?: Record<string, string>; drop?: boolean };
 
-type RequestRecord = {
+export type RequestRecord = {
   at: string;
   platform: Platform;
   kind: Kind;
@@ -65,7 +70,7 @@ type IssuedToken = {
   supersededAt?: number;
 };
 
-type IncomingCall = {
+export type IncomingCall = {
   method: string;
   path: string;
   query: Record<string, string>;
@@ -74,7 +79,7 @@ type IncomingCall = {
   body: unknown;
 };
 
-type Endpoint = {
+export type Endpoint = {
   platform: Platform;
   kind: Kind;
   parseBody(raw: Buffer, contentType: string): unknown;
@@ -150,6 +155,25 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
   }
 
   // ---- Baidu ---------------------------------------------------------------------------------
+  /** custom/send's form checks (sendbytp takes the same form). */
+  function baiduSendForm(body: unknown): Answer | undefined {
+    if (!isPlainObject(body)) return ok({ errno: 3001, msg: 'param error: body must be application/x-www-form-urlencoded' });
+    const f = (name: string) => stringField(body, name);
+    const userType = f('user_type');
+    if (userType !== '1' && userType !== '2') return ok({ errno: 3001, msg: 'param error: user_type' });
+    const openId = f('open_id');
+    if (!openId) return ok({ errno: 3001, msg: 'param error: open_id' });
+    const msgType = f('msg_type');
+    if (msgType === 'text' && !f('content')) return ok({ errno: 3001, msg: 'param error: content' });
+    else if (msgType === 'image' && !f('pic_url')) return ok({ errno: 3001, msg: 'param error: pic_url' });
+    else if (msgType !== 'text' && msgType !== 'image') return ok({ errno: 3001, msg: 'param error: msg_type' });
+    if (openId.startsWith('invalid')) return ok({ errno: 30022, msg: 'invalid openid' });
+    return undefined;
+  }
+
+  // The third-party platform API (tools/stand-in-tp.ts).
+  const thirdParty = createTpStandIn({ now, sendForm: baiduSendForm });
+
   const baiduToken: Endpoint = {
     platform: 'baidu',
     kind: 'token',
@@ -192,19 +216,7 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
       if (tokenState.token) record.identity = tokenState.token.identity;
       if (tokenState.state === 'unknown') return ok({ error_code: 110, error_msg: 'Access token invalid or no longer valid' });
       if (tokenState.state !== 'ok') return ok({ error_code: 111, error_msg: 'Access token expired' });
-
-      if (!isPlainObject(call.body)) return ok({ errno: 3001, msg: 'param error: body must be application/x-www-form-urlencoded' });
-      const f = (name: string) => stringField(call.body, name);
-      const userType = f('user_type');
-      if (userType !== '1' && userType !== '2') return ok({ errno: 3001, msg: 'param error: user_type' });
-      const openId = f('open_id');
-      if (!openId) return ok({ errno: 3001, msg: 'param error: open_id' });
-      const msgType = f('msg_type');
-      if (msgType === 'text' && !f('content')) return ok({ errno: 3001, msg: 'param error: content' });
-      else if (msgType === 'image' && !f('pic_url')) return ok({ errno: 3001, msg: 'param error: pic_url' });
-      else if (msgType !== 'text' && msgType !== 'image') return ok({ errno: 3001, msg: 'param error: msg_type' });
-      if (openId.startsWith('invalid')) return ok({ errno: 30022, msg: 'invalid openid' });
-      return ok({ errno: 0, msg: 'success', data: {} });
+      return baiduSendForm(call.body) ?? ok({ errno: 0, msg: 'success', data: {} });
     },
   };
 
@@ -311,10 +323,12 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
   }
 
   function findEndpoint(method: string, path: string): Endpoint | undefined {
+    const tp = thirdParty.endpoint(method, path);
+    if (tp) return tp;
     if (path === '/oauth/2.0/token' && (method === 'GET' || method === 'POST')) return baiduToken;
     if (method === 'GET' && path === '/cgi-bin/token') return wechatToken;
     if (method !== 'POST') return undefined;
-    if (path === '/rest/2.0/smartapp/message/custom/send' || path === '/rest/2.0/smartapp/message/custom/sendbytp') return baiduSend;
+    if (path === '/rest/2.0/smartapp/message/custom/send') return baiduSend;
     if (path === '/cgi-bin/stable_token') return wechatStableToken;
     if (path === '/cgi-bin/message/custom/send') return wechatSend;
     if (path === '/webhook' || path.startsWith('/webhook/')) return webhook;
@@ -336,13 +350,14 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
         scripts = new Map();
         records = [];
         counters = new Map();
+        thirdParty.reset();
         return ok({ reset: true });
       case 'POST /__standin/script': {
         if (!input) return notAnObject;
         const { platform, match, responses, kind } = input;
         if (platform !== 'baidu' && platform !== 'wechat' && platform !== 'webhook') return badRequest('platform must be baidu, wechat or webhook');
         if (typeof match !== 'string') return badRequest('match must be a string');
-        if (kind !== undefined && kind !== 'token' && kind !== 'send' && kind !== 'webhook') return badRequest('kind must be token, send or webhook');
+        if (kind !== undefined && kind !== 'token' && kind !== 'send' && kind !== 'webhook' && kind !== 'tp') return badRequest('kind must be token, send, webhook or tp');
         if (!Array.isArray(responses) || responses.length === 0) return badRequest('responses must be a non-empty array');
         const parsed: ScriptedResponse[] = [];
         for (const [i, r] of responses.entries()) {
@@ -376,7 +391,7 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
         if (!query.match) return badRequest('match query parameter is required');
         return ok({ ...countersFor(query.match) });
     }
-    return undefined;
+    return thirdParty.control(route, input, query);
   }
 
   function takeScripted(platform: Platform, kind: Kind, match: string): ScriptedResponse | null {
@@ -438,7 +453,7 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
     const c = countersFor(match);
     if (endpoint.kind === 'token') c.tokenFetches++;
     else if (endpoint.kind === 'send') c.sends++;
-    else c.webhooks++;
+    else if (endpoint.kind === 'webhook') c.webhooks++;
 
     if (scripted?.delayMs) await sleep(scripted.delayMs);
     if (scripted?.drop) {
@@ -453,6 +468,12 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
         : endpoint.answer(call, record);
     record.status = answer.status;
     record.response = answer.body ?? null;
+    if (answer.drop) {
+      record.dropped = true;
+      res.socket?.destroy();
+      res.destroy();
+      return;
+    }
     send(res, answer);
   }
 
@@ -527,7 +548,7 @@ function stringField(value: unknown, name: string): string | undefined {
 
 function send(res: ServerResponse, answer: Answer, closeConnection = false) {
   if (res.destroyed || res.writableEnded) return;
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...answer.headers };
   if (closeConnection) headers.connection = 'close';
   if (answer.body === undefined || answer.status === 204 || answer.status === 304) {
     res.writeHead(answer.status, headers).end();

@@ -5,10 +5,11 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { createMiddleware } from "hono/factory";
 import type { Context, MiddlewareHandler } from "hono";
-import { requireApp } from "../app-config.ts";
-import { readAccess, readConfig, type AppConfig, type Config } from "../config.ts";
+import { readAccess, readConfig, type AppConfig, type Config, type ThirdPartyConfig } from "../config.ts";
+import { preAuthorizationUrl } from "../tp/credentials.ts";
 import { conversation, decodeHistoryCursor } from "../conversation/conversation.ts";
 import { decodeCursor } from "../conversation/directory.ts";
+import { resolveApp, requireThirdParty } from "../tp/apps.ts";
 import type { HonoEnv } from "../env.ts";
 import { shortOpenid } from "../log.ts";
 import { KefuError } from "../protocol/errors.ts";
@@ -16,6 +17,8 @@ import { safeEqual } from "../protocol/signature.ts";
 import { issuePath } from "../zod.ts";
 import {
   Accepted,
+  AuthorizationLink,
+  AuthorizerList,
   ConversationPage,
   ConversationSchema,
   errorSchema,
@@ -91,7 +94,7 @@ function apiConfig(env: HonoEnv["Bindings"]): Config {
 
 /** The app of the path, before the request's own fields are looked at (404 before 400). */
 const knownApp = createMiddleware<HonoEnv & { Variables: { app: AppConfig } }>(async (c, next) => {
-  c.set("app", requireApp(apiConfig(c.env), c.req.param("app") ?? ""));
+  c.set("app", await resolveApp(c.env, apiConfig(c.env), c.req.param("app") ?? ""));
   await next();
 });
 
@@ -106,7 +109,7 @@ const limitedBody: MiddlewareHandler<HonoEnv> = bodyLimit({
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 
-const appParam = z.string().openapi({ description: "The app's name in KEFU_APPS" });
+const appParam = z.string().openapi({ description: "The app's name in KEFU_APPS, or <tp>.<appId> for a mini program authorized to a third-party platform" });
 
 /** The answers every /api route can give besides its own. */
 const commonAnswers = {
@@ -131,7 +134,10 @@ const sendReply = createRoute({
     },
     400: json(errorSchema(["invalid_body"]), "A field is wrong for the schema or for the app's platform: `field` names the first"),
     404: json(errorSchema(["unknown_app", "not_found"]), "No such app"),
-    409: json(errorSchema(["window_closed", "quota_exhausted"]), "The platform would refuse this reply: nothing is sent; `quota` is the current quota"),
+    409: json(
+      errorSchema(["window_closed", "quota_exhausted", "unauthorized"]),
+      "The platform would refuse this reply: nothing is sent; `quota` is the current quota. unauthorized: a third-party mini program whose authorization was withdrawn",
+    ),
     413: json(errorSchema(["body_too_large"]), `Body over ${BODY_LIMIT} bytes`),
     415: json(errorSchema(["unsupported_media_type"]), "The body is not sent as application/json"),
     422: json(errorSchema(["idempotency_conflict"]), "The Idempotency-Key was used with another body"),
@@ -141,7 +147,10 @@ const sendReply = createRoute({
 
 api.openapi(sendReply, async (c) => {
   const app = c.var.app;
-  if (!app.appKey || !app.appSecret) {
+  if (app.thirdParty?.state === "unauthorized") {
+    throw new KefuError("unauthorized", `the merchant withdrew ${app.name}'s authorization of platform ${app.thirdParty.platform}: it cannot be sent replies until authorized again`);
+  }
+  if (!app.thirdParty && (!app.appKey || !app.appSecret)) {
     throw new KefuError("config_invalid", `app ${app.name} has no appKey/appSecret in KEFU_APPS: it cannot send replies`);
   }
   const { openid, request } = platformReply(c.req.valid("json"), app.rules);
@@ -252,6 +261,60 @@ api.openapi(listConversations, async (c) => {
   const { limit, before } = c.req.valid("query");
   const page = await c.env.DIRECTORY.getByName(c.var.app.name).list(limit, before === undefined ? undefined : decodeCursor(before));
   return c.json(page, 200);
+});
+
+// ---- third-party platforms ---------------------------------------------------------------------
+
+const tpParam = z.string().openapi({ description: "The platform's name in KEFU_THIRD_PARTY" });
+
+/** The platform of the path, before anything else (404). */
+const knownPlatform = createMiddleware<HonoEnv & { Variables: { platform: ThirdPartyConfig } }>(async (c, next) => {
+  c.set("platform", requireThirdParty(apiConfig(c.env), c.req.param("tp") ?? ""));
+  await next();
+});
+
+const authorizationLink = createRoute({
+  method: "post",
+  path: "/tp/{tp}/authorization-link",
+  summary: "A link for a merchant: Baidu's authorization page with a fresh pre-auth code, coming back to GET /tp/{tp}/authorized",
+  middleware: [knownPlatform] as const,
+  request: { params: z.object({ tp: tpParam }) },
+  responses: {
+    200: json(AuthorizationLink, "The link (its pre-auth code is valid 1200 s)"),
+    404: json(errorSchema(["unknown_app"]), "No such platform"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(authorizationLink, async (c) => {
+  const platform = c.var.platform;
+  const redirectUri = `${new URL(c.req.url).origin}/tp/${encodeURIComponent(platform.name)}/authorized`;
+  const result = await preAuthorizationUrl(c.env, apiConfig(c.env), platform, redirectUri);
+  c.set("log", { tp: platform.name, outcome: result.ok ? "link" : "failed" });
+  if (!result.ok) throw new KefuError("unavailable", `no pre-auth code from Baidu: ${result.error}`);
+  return c.json({ url: result.url }, 200);
+});
+
+const listAuthorizers = createRoute({
+  method: "get",
+  path: "/tp/{tp}/authorizers",
+  summary: "Every mini program authorized to the platform (now or before), with its credentials' state",
+  middleware: [knownPlatform] as const,
+  request: { params: z.object({ tp: tpParam }) },
+  responses: {
+    200: json(AuthorizerList, "The mini programs"),
+    404: json(errorSchema(["unknown_app"]), "No such platform"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(listAuthorizers, async (c) => {
+  const platform = c.var.platform;
+  const appIds = await c.env.THIRD_PARTIES.getByName(platform.name).appIds();
+  const summaries = await Promise.all(appIds.map((appId) => c.env.AUTHORIZERS.getByName(`${platform.name}.${appId}`).summary()));
+  const status = await c.env.THIRD_PARTIES.getByName(platform.name).status();
+  c.set("log", { tp: platform.name, authorizers: appIds.length });
+  return c.json({ platform: { name: platform.name, ...status }, authorizers: summaries.filter((s) => s !== null) }, 200);
 });
 
 api.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

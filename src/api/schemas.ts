@@ -177,7 +177,8 @@ export const MessageSchema = z
     picUrl: optionalText.openapi({ description: "image" }),
     mediaId: optionalText.openapi({ description: "image (WeChat)" }),
     title: optionalText.openapi({ description: "miniprogrampage" }),
-    appId: optionalText.openapi({ description: "miniprogrampage" }),
+    appId: optionalText.openapi({ description: "miniprogrampage; third-party platform mode: the mini program's appId" }),
+    tp: optionalText.openapi({ description: "Third-party platform mode: the platform's name in KEFU_THIRD_PARTY (app is <tp>.<appId>)" }),
     pagePath: optionalText.openapi({ description: "miniprogrampage" }),
     thumbUrl: optionalText.openapi({ description: "miniprogrampage" }),
     thumbMediaId: optionalText.openapi({ description: "miniprogrampage" }),
@@ -243,3 +244,36 @@ export const ConversationPage = z
     next: z.string().optional().openapi({ description: "Pass as `before` for the next page; absent on the last page" }),
   })
   .openapi("ConversationPage");
+
+// ---- third-party platforms ------------------------------------------------------------------------
+
+export const AuthorizationLink = z
+  .strictObject({ url: z.string().openapi({ format: "uri", description: "Baidu's authorization page, for the merchant to open" }) })
+  .openapi("AuthorizationLink");
+
+export const Authorizer = z
+  .strictObject({
+    app: z.string().openapi({ description: "The app name: <tp>.<appId>" }),
+    appId: z.string(),
+    state: z.enum(["authorized", "needs_recovery", "unauthorized"]).openapi({
+      description: "needs_recovery: a refresh token was lost or refused; kefu-edge recovers it through retrieve/authorizationcode at the next send",
+    }),
+    kefuGranted: z.boolean().nullable().openapi({ description: "app/info lists the 客服 permission; null: not known yet" }),
+    accessTokenExpiresAt: timestamp.nullable(),
+    refreshGeneration: z.number().int().openapi({ description: "How many token pairs were committed (authorizations, refreshes, recoveries)" }),
+    lastRefreshError: z.strictObject({ message: z.string(), at: timestamp }).nullable(),
+    authorizedAt: timestamp.nullable(),
+  })
+  .openapi("Authorizer");
+
+export const AuthorizerList = z
+  .strictObject({
+    platform: z.strictObject({
+      name: z.string(),
+      ticketReceivedAt: timestamp.nullable().openapi({ description: "The latest ticket (Baidu pushes one every 10 minutes)" }),
+      tokenExpiresAt: timestamp.nullable().openapi({ description: "The platform token's expiry" }),
+      tokenFetches: z.number().int().openapi({ description: "Platform tokens fetched so far (tp/token is call-limited)" }),
+    }),
+    authorizers: z.array(Authorizer),
+  })
+  .openapi("AuthorizerList");

@@ -6,6 +6,8 @@ import type { Env } from "../env.ts";
 import { shortOpenid } from "../log.ts";
 import { busy, consume } from "./consume.ts";
 import type { SendJob } from "./jobs.ts";
+import { tokenSource } from "./tokens.ts";
+import { appByName } from "../tp/apps.ts";
 
 const describe = (job: SendJob) => ({ app: job.app, openid: shortOpenid(job.openid), id: job.id });
 
@@ -23,7 +25,7 @@ export async function sendBatch(batch: MessageBatch<SendJob>, env: Env): Promise
     const claim = await stub.beginSend(id, leaseMs);
     if (claim.state === "done") return { done: true, fields: { outcome: "duplicate" } };
     if (claim.state === "busy") return busy(claim.retryInMs);
-    const app = config.apps.get(appName);
+    const app = appByName(config, appName);
     const outcome: SendOutcome = app
       ? await deliver(env, config, app, openid, claim.request)
       : { status: "failed", release: true, error: { code: "unknown_app", message: `app ${appName} is no longer configured` } };
@@ -35,13 +37,13 @@ export async function sendBatch(batch: MessageBatch<SendJob>, env: Env): Promise
 
 /** One send attempt: a token, the platform call, and one refresh-and-retry if the token was refused. */
 async function deliver(env: Env, config: Config, app: AppConfig, openid: string, request: ReplyRequest): Promise<SendOutcome> {
-  const tokens = env.ACCESS_TOKENS.getByName(app.name);
+  const tokens = tokenSource(env, app);
   const base = config.apiBase[app.platform];
   let rejected: string | undefined;
   for (let round = 0; round < 2; round++) {
-    const token = await tokens.token(app.name, rejected);
+    const token = await tokens.token(rejected);
     if (!token.ok) {
-      const error = { code: "token_unavailable", message: token.error };
+      const error = { code: token.code ?? "token_unavailable", message: token.error };
       return token.retry ? { status: "retry", error } : { status: "failed", release: true, error };
     }
     const call = app.rules.api.sendRequest(base, token.token, openid, request.reply, request.userType ?? app.userType);

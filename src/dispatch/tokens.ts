@@ -1,17 +1,31 @@
 import { DurableObject } from "cloudflare:workers";
-import { readConfig } from "../config.ts";
+import { readConfig, type AppConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { log } from "../log.ts";
 
 export type TokenResult =
   | { ok: true; token: string }
   /** `retry`: the platform could not be reached; otherwise it refused the credentials. */
-  | { ok: false; retry: boolean; error: string };
+  | { ok: false; retry: boolean; error: string; code?: "unauthorized" };
 
 interface StoredToken {
   token: string;
   /** When to fetch again: before expiry, so no send races the deadline. */
   refreshAt: number;
+}
+
+/**
+ * Where an app's access token comes from: its own AccessTokens object, or — for a mini program
+ * authorized to a third-party platform — its Authorizer (src/tp/credentials.ts).
+ */
+export function tokenSource(env: Env, app: AppConfig): { token(rejected?: string): Promise<TokenResult> } {
+  if (app.thirdParty) {
+    const { platform, appId } = app.thirdParty;
+    const authorizer = env.AUTHORIZERS.getByName(app.name);
+    return { token: (rejected) => authorizer.token(platform, appId, rejected) };
+  }
+  const tokens = env.ACCESS_TOKENS.getByName(app.name);
+  return { token: (rejected) => tokens.token(app.name, rejected) };
 }
 
 const REFRESH_MARGIN_MS = 5 * 60_000;

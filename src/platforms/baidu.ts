@@ -1,3 +1,4 @@
+import type { Reply } from "../conversation/reply.ts";
 import type { PlatformAnswer, PlatformRules, SendVerdict } from "./platform.ts";
 import { accessToken, field } from "./platform.ts";
 
@@ -20,6 +21,18 @@ const gatewayVerdicts: Record<number, SendVerdict> = {
   110: "token", // access token invalid
   111: "token", // access token expired
 };
+
+/** A custom/send form (or custom/sendbytp, which takes the same one) to `url`. */
+export function baiduSendRequest(url: string, token: string, openid: string, reply: Reply, userType: 1 | 2): Request {
+  const form = new URLSearchParams({ user_type: String(userType), open_id: openid, msg_type: reply.type });
+  if (reply.type === "text") form.set("content", reply.content);
+  if (reply.type === "image") form.set("pic_url", reply.picUrl ?? "");
+  return new Request(`${url}?access_token=${encodeURIComponent(token)}`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: form.toString(),
+  });
+}
 
 /** Baidu Smart Mini Programs: https://smartprogram.baidu.com/docs/develop/serverapi/custom_message/ */
 export const baidu: PlatformRules = {
@@ -52,16 +65,8 @@ export const baidu: PlatformRules = {
         }
       );
     },
-    sendRequest(base, token, openid, reply, userType) {
-      const form = new URLSearchParams({ user_type: String(userType), open_id: openid, msg_type: reply.type });
-      if (reply.type === "text") form.set("content", reply.content);
-      if (reply.type === "image") form.set("pic_url", reply.picUrl ?? "");
-      return new Request(`${base}/rest/2.0/smartapp/message/custom/send?access_token=${encodeURIComponent(token)}`, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: form.toString(),
-      });
-    },
+    sendRequest: (base, token, openid, reply, userType) =>
+      baiduSendRequest(`${base}/rest/2.0/smartapp/message/custom/send`, token, openid, reply, userType),
     readSend(body): PlatformAnswer {
       const gateway = field(body, "error_code");
       if (typeof gateway === "number") {

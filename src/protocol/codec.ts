@@ -30,7 +30,10 @@ export interface Message {
   picUrl?: string;
   mediaId?: string;
   title?: string;
+  /** miniprogrampage's AppId; in third-party platform mode, the mini program's appId. */
   appId?: string;
+  /** Third-party platform mode: the platform's name in KEFU_THIRD_PARTY. */
+  tp?: string;
   pagePath?: string;
   thumbUrl?: string;
   thumbMediaId?: string;

@@ -7,7 +7,6 @@ export const httpStatus = {
   expired_signature: 401,
   wrong_mode: 401,
   wrong_app: 403,
-  unauthorized: 401,
   unknown_app: 404,
   not_found: 404,
   body_too_large: 413,
@@ -28,6 +27,8 @@ export const httpStatus = {
   idempotency_conflict: 422,
   window_closed: 409,
   quota_exhausted: 409,
+  // A mini program whose merchant withdrew its third-party authorization (the API key's 401s are bearerAuth's own).
+  unauthorized: 409,
   config_invalid: 503,
   unavailable: 503,
 } as const;

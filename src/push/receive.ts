@@ -42,7 +42,7 @@ export function receive(app: AppConfig, { method, query, body }: PushRequest, cl
  * The handshake's parameters, if this request is one. Where Baidu puts them is not documented:
  * the query first, then a JSON or form body; `echoStr` and `echostr` both count.
  */
-function handshakeParams(query: Params, body: string): Params | undefined {
+export function handshakeParams(query: Params, body: string): Params | undefined {
   if (query.echostr !== undefined || query.echoStr !== undefined) return query;
   if (!/echostr/i.test(body)) return undefined; // cheap: pushes never get parsed twice
   const text = body.trim();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { sealPush } from "../../src/protocol/seal.ts";
-import { refusal } from "../../tools/simulate-options.ts";
+import { refusal, tpRefusal } from "../../tools/simulate-options.ts";
 
 const baidu = { platform: "baidu", encodingAesKey: "kefuEdgeDemoKey0123456789abcdefghijklmnopqr" } as const;
 const wechat = { ...baidu, platform: "wechat" } as const;
@@ -34,5 +34,26 @@ describe("the simulator's options", () => {
     expect(refusal({ "pic-url": "https://example.com/a.jpg" }, baidu)).toBe("--pic-url belongs to --type image, not to --type text");
     expect(refusal({ type: "event", "msg-id": "1" }, wechat)).toMatch(/events carry no MsgId/);
     expect(refusal({ mode: "compatible" }, { platform: "baidu" })).toMatch(/no encodingAesKey/);
+  });
+});
+
+describe("the simulator's third-party platform options", () => {
+  it("accepts what Baidu sends a platform", () => {
+    expect(tpRefusal({})).toBeUndefined();
+    expect(tpRefusal({ tp: "demotp" })).toBeUndefined();
+    expect(tpRefusal({ tp: "demotp", "tp-event": "ticket" })).toBeUndefined();
+    expect(tpRefusal({ tp: "demotp", "tp-event": "AUTHORIZED", "app-id": "20000001", repeat: "2" })).toBeUndefined();
+    expect(tpRefusal({ tp: "demotp", "app-id": "20000001", content: "你好" })).toBeUndefined();
+    expect(tpRefusal({ tp: "demotp", handshake: true })).toBeUndefined();
+  });
+
+  it("refuses what no platform sends", () => {
+    expect(tpRefusal({ "tp-event": "ticket" })).toMatch(/add --tp NAME/);
+    expect(tpRefusal({ tp: "demotp", app: "demo-baidu" })).toMatch(/--app-id, not --app/);
+    expect(tpRefusal({ tp: "demotp", mode: "compatible" })).toMatch(/safe mode only/);
+    expect(tpRefusal({ tp: "demotp", format: "xml" })).toMatch(/JSON only/);
+    expect(tpRefusal({ tp: "demotp", envelope: "query" })).toMatch(/body envelope only/);
+    expect(tpRefusal({ tp: "demotp", "tp-event": "ticket", content: "hi" })).toMatch(/--content cannot apply/);
+    expect(tpRefusal({ tp: "demotp", "tp-event": "ticket", handshake: true })).toMatch(/drop --tp-event/);
   });
 });
