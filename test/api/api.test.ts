@@ -138,6 +138,15 @@ describe("sending", () => {
     });
   });
 
+  it("WeChat: an app with appId and appSecret alone sends, its appId asking for the token", async () => {
+    const openid = await userWrites("wx-idonly");
+    const { status, body } = await reply("wx-idonly", openid);
+    expect(status).toBe(202);
+    expect(await settled("wx-idonly", body.id)).toMatchObject({ status: "sent" });
+    const [token] = await standInRequests({ platform: "wechat", kind: "token", match: "wxidonly00000001" });
+    expect(token!.body).toMatchObject({ grant_type: "client_credential", appid: "wxidonly00000001", secret: "wx-idonly-secret" });
+  });
+
   it("never exceeds the quota under concurrent POSTs", async () => {
     const openid = await userWrites("bd-shop");
     const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => reply("bd-shop", openid, { content: `#${i}` })));
