@@ -57,13 +57,8 @@ function settleCursors(): void {
 type AnyEnv = Record<string, unknown>;
 type DurableObjectClass = new (ctx: DurableObjectState, env: never) => DurableObject;
 
-/** The entry module: the build's default export and Durable Object classes, instrumented. */
-export function instrument(build: {
-  default: ExportedHandler<never>;
-  Conversation: DurableObjectClass;
-  Directory: DurableObjectClass;
-  AccessTokens: DurableObjectClass;
-}) {
+/** The entry module: the build's default export and its Durable Object classes (by name), instrumented. */
+export function instrument(build: { default: ExportedHandler<never> } & Record<string, unknown>, classNames: readonly string[]) {
   const handler = build.default;
   const worker: ExportedHandler<AnyEnv> = {
     async fetch(request, env, ctx) {
@@ -103,12 +98,8 @@ export function instrument(build: {
       return handler.queue!(counted as never, wrapEnv(env) as never, ctx);
     },
   };
-  return {
-    worker,
-    Conversation: counted(build.Conversation),
-    Directory: counted(build.Directory),
-    AccessTokens: counted(build.AccessTokens),
-  };
+  const classes = Object.fromEntries(classNames.map((name) => [name, counted(build[name] as DurableObjectClass)]));
+  return { worker, classes };
 }
 
 /** A Durable Object class whose storage and bindings are counted, and its alarms. */

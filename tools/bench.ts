@@ -363,21 +363,22 @@ function instrumentedBuild(name: string, srcRoot: string): string {
   const dir = join(BUILDS_DIR, name);
   mkdirSync(dir, { recursive: true });
   const entry = join(dir, "bench-entry.ts");
+  const source = readFileSync(join(srcRoot, "wrangler.toml"), "utf8");
+  // Every Durable Object class the build binds, whatever its version has.
+  const classNames = [...new Set([...source.matchAll(/^class_name = "(\w+)"/gm)].map((m) => m[1]!))];
   writeFileSync(
     entry,
     [
       `import * as build from ${JSON.stringify(join(srcRoot, "src", "index.ts"))};`,
       `import { instrument } from ${JSON.stringify(join(ROOT, "tools", "bench-instrument.ts"))};`,
-      "const counted = instrument(build as never);",
+      `const counted = instrument(build as never, ${JSON.stringify(classNames)});`,
       "export default counted.worker;",
-      "export const Conversation = counted.Conversation;",
-      "export const Directory = counted.Directory;",
-      "export const AccessTokens = counted.AccessTokens;",
+      ...classNames.map((name) => `export const ${name} = counted.classes.${name};`),
       "",
     ].join("\n"),
   );
   const config = join(dir, "wrangler.toml");
-  const toml = readFileSync(join(srcRoot, "wrangler.toml"), "utf8").replace(/^main = .*$/m, `main = ${JSON.stringify(entry)}`);
+  const toml = source.replace(/^main = .*$/m, `main = ${JSON.stringify(entry)}`);
   writeFileSync(config, toml);
   return config;
 }

@@ -31,6 +31,15 @@ const MAX_REFERENCES = 1024;
 const NAME = /[A-Za-z_][\w.:-]*/y;
 const START_TAG = /<([A-Za-z_][\w.:-]*)((?:\s+[\w.:-]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/y;
 const END_TAG = /<\/([A-Za-z_][\w.:-]*)\s*>/y;
+const PLAIN_NAME = /^[A-Za-z_][\w.:-]*$/;
+
+function startTag(text: string, at: number): RegExpExecArray {
+  START_TAG.lastIndex = at;
+  const match = START_TAG.exec(text);
+  if (match) return match;
+  NAME.lastIndex = at + 1;
+  throw bad(NAME.test(text) ? "malformed start tag" : "'<' that starts no tag (write &lt;)");
+}
 /** Names that would reach an object's prototype when used as a key. */
 const RESERVED = new Set(["__proto__", "constructor", "prototype"]);
 
@@ -119,19 +128,17 @@ function scan(text: string, collect: boolean): Map<string, string> {
       if (open.length <= 1) leaf = undefined;
       if (open.length === 0) rootDone = true;
     } else {
-      START_TAG.lastIndex = lt;
-      const match = START_TAG.exec(text);
-      if (!match) {
-        NAME.lastIndex = lt + 1;
-        throw bad(NAME.test(text) ? "malformed start tag" : "'<' that starts no tag (write &lt;)");
-      }
-      const name = match[1]!;
+      // The usual <Name>, without a regex; anything else (attributes, spaces, />) through START_TAG.
+      const close = text.indexOf(">", lt);
+      const simple = close !== -1 && PLAIN_NAME.test(text.slice(lt + 1, close));
+      const match = simple ? undefined : startTag(text, lt);
+      const name = simple ? text.slice(lt + 1, close) : match![1]!;
       if (RESERVED.has(name)) throw bad(`<${name}> is a reserved name`);
       if (rootDone) throw bad("more than one root element");
       if (++elements > MAX_ELEMENTS) throw bad(`more than ${MAX_ELEMENTS} elements`);
       if (open.length === 1 && leaves.has(name)) throw bad(`<${name}> appears twice`);
       leaf = open.length === 1 ? { name, text: "" } : undefined;
-      if (match[3]) {
+      if (match?.[3]) {
         if (open.length === 0) rootDone = true;
         else if (leaf) leaves.set(name, "");
         leaf = undefined;
@@ -139,7 +146,7 @@ function scan(text: string, collect: boolean): Map<string, string> {
         open.push(name);
         if (open.length > MAX_DEPTH) throw bad(`nested deeper than ${MAX_DEPTH} elements`);
       }
-      i = START_TAG.lastIndex;
+      i = simple ? close + 1 : START_TAG.lastIndex;
     }
   }
   if (open.length > 0) throw bad(`<${open.at(-1)}> is not closed`);
