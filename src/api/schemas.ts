@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import type { Reply, ReplyRequest } from "../conversation/reply.ts";
+import type { Reply, ReplyRequest } from "../protocol/reply.ts";
 import { baidu } from "../platforms/baidu.ts";
 import type { PlatformRules } from "../platforms/platform.ts";
 import { wechat } from "../platforms/wechat.ts";

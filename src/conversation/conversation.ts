@@ -4,7 +4,7 @@ import type { Env } from "../env.ts";
 import { dedupeKey, type Message } from "../protocol/codec.ts";
 import type { ReplyGrant } from "../platforms/platform.ts";
 import { Outbox, type Handoff } from "./outbox.ts";
-import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "./reply.ts";
+import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "../protocol/reply.ts";
 import {
   applyGrant,
   closeWindow,

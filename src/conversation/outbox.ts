@@ -1,5 +1,5 @@
-import { backoffSeconds } from "../dispatch/backoff.ts";
-import type { ForwardJob, SendJob } from "../dispatch/jobs.ts";
+import { backoffSeconds } from "../backoff.ts";
+import type { ForwardJob, SendJob } from "./jobs.ts";
 import { log } from "../log.ts";
 
 /** Work a conversation hands on once the change that causes it is committed. */

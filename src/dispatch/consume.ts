@@ -1,6 +1,6 @@
 import type { Config } from "../config.ts";
 import { log } from "../log.ts";
-import { backoffSeconds } from "./backoff.ts";
+import { backoffSeconds } from "../backoff.ts";
 
 /** How a job's attempt ended, for the queue: done (ack), or try again after a delay. */
 export type Settled = { done: true; fields: Record<string, unknown> } | { done: false; delaySeconds?: number; fields: Record<string, unknown> };

@@ -3,7 +3,7 @@ import { conversation } from "../conversation/conversation.ts";
 import type { Env } from "../env.ts";
 import { shortOpenid } from "../log.ts";
 import { busy, consume } from "./consume.ts";
-import type { ForwardJob } from "./jobs.ts";
+import type { ForwardJob } from "../conversation/jobs.ts";
 import { webhookRequest } from "./webhook.ts";
 
 const describe = (job: ForwardJob) => ({ app: job.app, openid: shortOpenid(job.openid), key: job.key });

@@ -1,11 +1,11 @@
 import { requireConfig } from "../app-config.ts";
 import type { AppConfig, Config } from "../config.ts";
 import { conversation, type SendOutcome } from "../conversation/conversation.ts";
-import type { ReplyRequest } from "../conversation/reply.ts";
+import type { ReplyRequest } from "../protocol/reply.ts";
 import type { Env } from "../env.ts";
 import { shortOpenid } from "../log.ts";
 import { busy, consume } from "./consume.ts";
-import type { SendJob } from "./jobs.ts";
+import type { SendJob } from "../conversation/jobs.ts";
 
 const describe = (job: SendJob) => ({ app: job.app, openid: shortOpenid(job.openid), id: job.id });
 

@@ -1,6 +1,6 @@
 import { createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import type { SendJob } from "../../src/dispatch/jobs.ts";
+import type { SendJob } from "../../src/conversation/jobs.ts";
 import { sendBatch } from "../../src/dispatch/send.ts";
 import { refreshAt, type AccessTokens } from "../../src/dispatch/tokens.ts";
 import { api, env, sleep, standIn, standInRequests, uniqueId, userWrites } from "../helpers.ts";
