@@ -10,6 +10,13 @@ export type Handoff =
   | { target: "directory"; at: number | null };
 
 /**
+ * How often a kept item is retried (with backoff up to a minute: about an hour in all) before it
+ * is dropped with a final log line. What it was for stays in the conversation's state (a pending
+ * forward, a queued reply), which the next guard alarm or a re-drive hands on again.
+ */
+export const HANDOFF_ATTEMPTS = 64;
+
+/**
  * Hands work on straight after the commit that caused it, without an alarm in between; keeps in
  * the `handoffs` table only what could not be handed on, for the alarm to retry. A hand-off is
  * never lost to a crash in between either: the caller sets a guard alarm before handing off (see
@@ -69,6 +76,11 @@ export class Outbox {
         this.sql.exec("DELETE FROM handoffs WHERE seq = ?", row.seq);
       } catch (error) {
         const attempts = row.attempts + 1;
+        if (attempts >= HANDOFF_ATTEMPTS) {
+          this.sql.exec("DELETE FROM handoffs WHERE seq = ?", row.seq);
+          log("outbox_gave_up", { target: item.target, attempts, reason: String(error) });
+          continue;
+        }
         this.sql.exec("UPDATE handoffs SET attempts = ? WHERE seq = ?", attempts, row.seq);
         retryAt = Math.min(retryAt ?? Infinity, Date.now() + backoffSeconds(attempts, 1, 60) * 1000);
         log("outbox_retry", { target: item.target, attempts, reason: String(error) });
