@@ -213,10 +213,10 @@ describe("reply window in the Durable Object", () => {
     const id = uniqueId("rpl");
     await runInDurableObject(conversation(env, "bd-shop", openid), async (instance: Conversation) => {
       instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "hi" } });
-      const first = instance.beginSend(id, 1);
+      const first = instance.beginSend(id, 50);
       expect(first).toMatchObject({ state: "claimed", attempts: 1 });
       expect(instance.beginSend(id, 60_000)).toMatchObject({ state: "busy" });
-      await sleep(5); // the first claim lapses
+      await sleep(60); // the first claim lapses
       const second = instance.beginSend(id, 60_000);
       expect(second).toMatchObject({ state: "claimed", attempts: 2 });
       if (first.state !== "claimed" || second.state !== "claimed") throw new Error("not claimed");
