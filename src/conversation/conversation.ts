@@ -294,7 +294,8 @@ export class Conversation extends DurableObject<Env> {
     if (inserted.length === 0) return { accepted: false, markSeen: this.firstRepeat(key) };
 
     // The platform's clock started the window; never later than now.
-    const granted = options.grant ? applyGrant(window, options.grant, Math.min(message.createTime * 1000, now), this.inFlight(), now) : window;
+    const at = Math.min(message.createTime * 1000, now);
+    const granted = options.grant ? applyGrant(window, options.grant, at, this.repliesSince(at), now) : window;
     this.save(message.app, message.openid, granted, now, { forward: forwardSeq ?? seq.forward, reply: seq.reply });
     if (options.forward) void this.handOff({ target: "forwards", job: { app: message.app, openid: message.openid, key } });
     this.listIfQuiet(listedAt, now);
@@ -817,9 +818,14 @@ export class Conversation extends DurableObject<Env> {
     );
   }
 
-  /** Replies reserved but not yet answered by the platform. */
-  private inFlight(): number {
-    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM replies WHERE status IN ('queued', 'sending')").one().n;
+  /**
+   * Replies that count against a grant made at `at`: the platform counts every send it gets after
+   * the user's action, so those sent since, and those reserved but not yet sent.
+   */
+  private repliesSince(at: number): number {
+    return this.sql
+      .exec<{ n: number }>("SELECT count(*) AS n FROM replies WHERE status IN ('queued', 'sending') OR (status = 'sent' AND updated_at >= ?)", at)
+      .one().n;
   }
 
   private replyState(id: string): ReplyState | null {
