@@ -332,11 +332,13 @@ export class Conversation extends DurableObject<Env> {
    * Records a forward's end without an attempt: the webhook was unset (skipped), or the queue gave
    * up on it (failed). Never while an attempt holds it: then "busy", and when to ask again.
    */
-  endForwardUnclaimed(key: string, status: "failed" | "skipped", error: string): { state: "done" } | { state: "busy"; retryInMs: number } {
+  endForwardUnclaimed(key: string, status: "failed" | "skipped", error: string): { state: "done"; msgId?: string } | { state: "busy"; retryInMs: number } {
     const busy = leaseLeft(this.sql, FORWARDS, key, Date.now());
     if (busy > 0) return { state: "busy", retryInMs: busy };
     this.endForward(key, status, error);
-    return { state: "done" };
+    const row = this.sql.exec<{ message: string }>("SELECT message FROM messages WHERE key = ?", key).toArray()[0];
+    const msgId = row && (JSON.parse(row.message) as Message).msgId;
+    return { state: "done", ...(msgId && { msgId }) };
   }
 
   private endForward(key: string, status: Exclude<ForwardStatus, "pending">, error: string | null): void {

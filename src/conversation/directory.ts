@@ -52,6 +52,12 @@ export class Directory extends DurableObject<Env> {
     return found.slice(0, limit);
   }
 
+  /** A forward that had failed was delivered: it leaves the list, and the app's failed ones are queued again. */
+  async recovered(app: string, openid: string, key: string): Promise<{ redriven: number }> {
+    this.sql.exec("DELETE FROM failing_forwards WHERE openid = ? AND key = ?", openid, key);
+    return this.redrive(app);
+  }
+
   /** Queues the app's failed forwards again (those of `msgIds` only, when given). */
   async redrive(app: string, msgIds?: string[]): Promise<{ redriven: number; notFound: string[] }> {
     const wanted = msgIds && new Set(msgIds);

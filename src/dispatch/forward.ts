@@ -41,19 +41,19 @@ async function forwardMessage(env: Env, job: MessageForwardJob): Promise<Settled
     const result = await callWebhook(webhookRequest(config.webhook.url, config.webhook.secret, `${job.app}/${job.key}`, payload), config.callTimeoutMs);
     if (result.ok) {
       await attempt.finish({ status: "delivered" });
-      await webhookRecovered(env, job.app, attempts > 1);
-      return { done: true, fields: { outcome: "delivered", status: result.status, attempts } };
+      await webhookRecovered(env, job, attempts > 1);
+      return { done: true, fields: { outcome: "delivered", status: result.status, attempt: attempts } };
     }
     webhookFailing.add(job.app);
     // Listed for GET /api/apps/:app/forwards and a re-drive (the listing reads the live state).
     if (attempts === 1) await env.DIRECTORY.getByName(job.app).forwardFailing(job.openid, job.key, claim.message.msgId ?? null);
     if (attempts >= config.forwardAttempts) {
       await attempt.finish({ status: "failed", error: `gave up after ${attempts} attempts: ${result.reason}` });
-      return { done: true, fields: { outcome: "failed", reason: result.reason, attempts } };
+      return { done: true, fields: { outcome: "failed", reason: result.reason, attempt: attempts } };
     }
     const delaySeconds = retryDelay(config, attempts);
     await attempt.finish({ status: "pending", error: result.reason, retryAt: Date.now() + delaySeconds * 1000 });
-    return { done: false, delaySeconds, fields: { outcome: "retry", reason: result.reason, attempts } };
+    return { done: false, delaySeconds, fields: { outcome: "retry", reason: result.reason, attempt: attempts } };
   } finally {
     attempt[Symbol.dispose]();
   }
@@ -64,16 +64,17 @@ const webhookFailing = new Set<string>();
 
 /**
  * The webhook answers again after failing: the app's failed forwards are queued again (each in
- * its conversation's order). Known from this forward's own earlier failures, or this isolate's.
+ * its conversation's order), and this one leaves the list. Known from this forward's own earlier
+ * failures, or this isolate's.
  */
-async function webhookRecovered(env: Env, app: string, failedBefore: boolean): Promise<void> {
-  if (!failedBefore && !webhookFailing.has(app)) return;
-  webhookFailing.delete(app);
+async function webhookRecovered(env: Env, job: MessageForwardJob, failedBefore: boolean): Promise<void> {
+  if (!failedBefore && !webhookFailing.has(job.app)) return;
+  webhookFailing.delete(job.app);
   try {
-    const redriven = await env.DIRECTORY.getByName(app).redrive(app);
-    if (redriven.redriven > 0) log("forward_redrive", { app, outcome: "automatic", redriven: redriven.redriven });
+    const redriven = await env.DIRECTORY.getByName(job.app).recovered(job.app, job.openid, job.key);
+    if (redriven.redriven > 0) log("forward_redrive", { app: job.app, outcome: "automatic", redriven: redriven.redriven });
   } catch (error) {
-    log("forward_redrive", { app, outcome: "error", reason: String(error) });
+    log("forward_redrive", { app: job.app, outcome: "error", reason: String(error) });
   }
 }
 
@@ -93,8 +94,8 @@ async function deliverEvent(env: Env, job: StatusEventJob): Promise<Settled<Forw
       : { type: job.event, timestamp, data };
   const result = await callWebhook(webhookRequest(config.webhook.url, config.webhook.secret, `${job.app}/${job.id}/${job.event}`, payload), config.callTimeoutMs);
   const attempt = job.attempt ?? 1;
-  if (result.ok) return { done: true, fields: { outcome: "delivered", status: result.status, attempts: attempt } };
-  if (attempt >= config.forwardAttempts) return { done: true, fields: { outcome: "failed", reason: result.reason, attempts: attempt } };
+  if (result.ok) return { done: true, fields: { outcome: "delivered", status: result.status, attempt } };
+  if (attempt >= config.forwardAttempts) return { done: true, fields: { outcome: "failed", reason: result.reason, attempt } };
   return { done: false, delaySeconds: retryDelay(config, attempt), fields: { outcome: "retry", reason: result.reason }, next: { ...job, attempt: attempt + 1 } };
 }
 
@@ -107,7 +108,7 @@ export async function forwardDeadLetters(batch: MessageBatch<ForwardJob>, env: E
     if ("event" in job) return { done: true, fields: { outcome: "failed", reason: "retries exhausted" } };
     const ended = await conversation(env, job.app, job.openid).endForwardUnclaimed(job.key, "failed", "gave up: the queue's retries ran out");
     if (ended.state === "busy") return later(ended.retryInMs, "busy");
-    await env.DIRECTORY.getByName(job.app).forwardFailing(job.openid, job.key, null);
+    await env.DIRECTORY.getByName(job.app).forwardFailing(job.openid, job.key, ended.msgId ?? null);
     return { done: true, fields: { outcome: "failed", reason: "retries exhausted" } };
   });
 }

@@ -32,7 +32,7 @@ export async function sendBatch(batch: MessageBatch<SendJob>, env: Env): Promise
       : { status: "failed", release: true, error: { code: "unknown_app", message: `app ${appName} is no longer configured` } };
     const outcome = decide(attempted, claim.attempts, config);
     await stub.finishSend(id, claim.token, outcome);
-    const fields = { outcome: outcome.status, attempts: claim.attempts, ...(outcome.status !== "sent" && { error: outcome.error }) };
+    const fields = { outcome: outcome.status, attempt: claim.attempts, ...(outcome.status !== "sent" && { error: outcome.error }) };
     if (outcome.status === "retry") return { done: false, delaySeconds: Math.ceil((outcome.retryAt - Date.now()) / 1000), fields };
     return { done: true, fields };
   });
