@@ -12,6 +12,8 @@ export interface Lane {
   /** An SQL condition true while the item is unfinished. */
   open: string;
   seq: string;
+  /** When the item was created (epoch ms). */
+  since: string;
   attempts: string;
   /** When the current claim was taken (its token), and until when it holds (epoch ms). */
   claimedAt: string;
@@ -25,8 +27,10 @@ export interface Lane {
 
 export type Claim<T> =
   | ({ state: "claimed"; attempts: number; token: number } & T)
-  /** `busy`: another consumer holds this item; `waiting`: an earlier item of the user goes first. */
-  | { state: "busy" | "waiting"; retryInMs: number }
+  /** `busy`: another consumer holds this item. */
+  | { state: "busy"; retryInMs: number }
+  /** An earlier item of the user goes first; `stalled`: that item's job seems lost (hand it on again). */
+  | { state: "waiting"; retryInMs: number; stalled?: string }
   | { state: "done" };
 
 type ClaimRow = {
@@ -35,6 +39,8 @@ type ClaimRow = {
 };
 
 type HeadRow = {
+  key: string;
+  since: number;
   lease_until: number | null;
   retry_at: number | null;
   failing_since: number | null;
@@ -54,7 +60,11 @@ export function claim(sql: SqlStorage, lane: Lane, key: string, leaseMs: number,
   if (!row) return { state: "done" };
   if (row.lease_until !== null && row.lease_until > now) return { state: "busy", retryInMs: row.lease_until - now };
   const head = row.seq === null ? undefined : earlierOpen(sql, lane, row.seq, holdMs, now);
-  if (head) return { state: "waiting", retryInMs: waitFor(head, holdMs, now) };
+  if (head) {
+    // Neither under way nor waiting for a retry still to come: its job may be lost.
+    const idle = (head.lease_until === null || head.lease_until <= now) && (head.retry_at ?? head.since) < now - STALL_MS;
+    return idle ? { state: "waiting", retryInMs: STALL_MS, stalled: head.key } : { state: "waiting", retryInMs: waitFor(head, holdMs, now) };
+  }
   sql.exec(
     `UPDATE ${lane.table} SET ${lane.attempts} = ${lane.attempts} + 1, ${lane.claimedAt} = ?, ${lane.leaseUntil} = ?${lane.onClaim ? `, ${lane.onClaim}` : ""} WHERE ${lane.key} = ?`,
     now,
@@ -69,12 +79,15 @@ function earlierOpen(sql: SqlStorage, lane: Lane, seq: number, holdMs: number, n
   const held = Number.isFinite(holdMs) ? ` AND (${lane.failingSince} IS NULL OR ${lane.failingSince} > ${now - holdMs})` : "";
   return sql
     .exec<HeadRow>(
-      `SELECT ${lane.leaseUntil} AS lease_until, ${lane.retryAt} AS retry_at, ${lane.failingSince} AS failing_since FROM ${lane.table}
+      `SELECT ${lane.key} AS key, ${lane.since} AS since, ${lane.leaseUntil} AS lease_until, ${lane.retryAt} AS retry_at, ${lane.failingSince} AS failing_since FROM ${lane.table}
        WHERE ${lane.open} AND ${lane.seq} < ?${held} ORDER BY ${lane.seq} LIMIT 1`,
       seq,
     )
     .toArray()[0];
 }
+
+/** How long an earlier item may sit idle before the waiting one has its job handed on again. */
+const STALL_MS = 5_000;
 
 /** When to ask again: once the earlier item's attempt has ended, or its retry is due, or its hold is over. */
 function waitFor(head: HeadRow, holdMs: number, now: number): number {

@@ -135,6 +135,7 @@ const FORWARDS: Lane = {
   key: "key",
   open: "forward = 'pending'",
   seq: "forward_seq",
+  since: "received_at",
   attempts: "forward_attempts",
   claimedAt: "forward_claimed_at",
   leaseUntil: "forward_lease_until",
@@ -147,6 +148,7 @@ const SENDS: Lane = {
   key: "id",
   open: "status IN ('queued', 'sending')",
   seq: "seq",
+  since: "created_at",
   attempts: "attempts",
   claimedAt: "claimed_at",
   leaseUntil: "lease_until",
@@ -309,6 +311,7 @@ export class Conversation extends DurableObject<Env> {
    */
   claimForward(key: string, leaseMs: number, holdMs: number): Claim<{ message: Message; seq: number | null; attempt: ForwardAttempt }> {
     const claimed = claim(this.sql, FORWARDS, key, leaseMs, holdMs, Date.now());
+    if (claimed.state === "waiting" && claimed.stalled) this.handOn("forwards", claimed.stalled);
     if (claimed.state !== "claimed") return claimed;
     const row = this.sql.exec<{ message: string; forward_seq: number | null }>("SELECT message, forward_seq FROM messages WHERE key = ?", key).one();
     const settle = (outcome: ForwardOutcome) => {
@@ -351,8 +354,15 @@ export class Conversation extends DurableObject<Env> {
       )
       .toArray()[0];
     const next = ended && nextInLine(this.sql, FORWARDS, ended.forward_seq);
-    const meta = next && this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").toArray()[0];
-    if (next && meta) void this.handOff({ target: "forwards", job: { app: meta.app, openid: meta.openid, key: next } });
+    if (next) this.handOn("forwards", next);
+  }
+
+  /** Hands the job of a forward or send on (again): the next in line, or one whose job seems lost. */
+  private handOn(target: "forwards" | "sends", key: string): void {
+    const meta = this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").toArray()[0];
+    if (!meta) return;
+    const { app, openid } = meta;
+    void this.handOff(target === "forwards" ? { target, job: { app, openid, key } } : { target, job: { app, openid, id: key } });
   }
 
   /** The forwards of `keys` as they stand (for the listing of failed ones). */
@@ -458,6 +468,7 @@ export class Conversation extends DurableObject<Env> {
    */
   beginSend(id: string, leaseMs: number): Claim<{ request: ReplyRequest }> {
     const claimed = claim(this.sql, SENDS, id, leaseMs, Infinity, Date.now());
+    if (claimed.state === "waiting" && claimed.stalled) this.handOn("sends", claimed.stalled);
     if (claimed.state !== "claimed") return claimed;
     const row = this.sql.exec<{ request: string }>("SELECT request FROM replies WHERE id = ?", id).one();
     return { ...claimed, request: JSON.parse(row.request) as ReplyRequest };
@@ -515,7 +526,7 @@ export class Conversation extends DurableObject<Env> {
       .toArray()[0];
     if (!ended || !row) return;
     const next = nextInLine(this.sql, SENDS, ended.seq);
-    if (next) void this.handOff({ target: "sends", job: { app: row.app, openid: row.openid, id: next } });
+    if (next) this.handOn("sends", next);
     if (outcome.status === "failed") {
       let window = this.window();
       // A refusal speaks of the window the send was made in: not of one the user opened since.

@@ -204,6 +204,26 @@ describe("per conversation, in order", () => {
     for (const id of ids) expect(await settled("bd-shop", id)).toMatchObject({ status: "sent", attempts: 1 });
   });
 
+  it("a reply waiting behind one whose job was lost hands that job on again, and both are sent in order", async () => {
+    const openid = await userWrites("bd-shop");
+    const ids: string[] = [];
+    await withMutedQueues("bd-shop", openid, (instance) => {
+      for (let i = 0; i < 2; i++) {
+        const id = `rpl_${crypto.randomUUID().replaceAll("-", "")}.${btoa(openid).replaceAll("=", "")}`;
+        instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: `#${i}` } });
+        ids.push(id);
+      }
+    });
+    // The first reply's job never reached the queue, long enough ago to look lost.
+    await runInDurableObject(conversation(env, "bd-shop", openid), (_instance, state) => {
+      state.storage.sql.exec("UPDATE replies SET created_at = created_at - 60000 WHERE id = ?", ids[0]!);
+    });
+    await deliver(sendBatch, "kefu-sends", { app: "bd-shop", openid, id: ids[1]! }, { ...env, SENDS: recordingQueue() } as unknown as Env);
+    for (const id of ids) expect(await settled("bd-shop", id)).toMatchObject({ status: "sent", attempts: 1 });
+    const sends = await standInRequests({ platform: "baidu", kind: "send", match: openid });
+    expect(sends.map((s) => s.body.content)).toEqual(["#0", "#1"]);
+  });
+
   it("forwards reach the webhook in the order received, numbered by seq", async () => {
     const openid = uniqueId("o");
     await standIn("/script", { platform: "webhook", match: openid, responses: [{ status: 503 }] });
