@@ -306,6 +306,24 @@ describe("exactly one platform call per reply attempt", () => {
   });
 });
 
+describe("the window follows the platform under any arrival order", () => {
+  it("a late copy of an older message gives back no replies the platform already counted", async () => {
+    const openid = uniqueId("o");
+    const now = Math.floor(Date.now() / 1000);
+    const older = textPush({ FromUserName: openid, CreateTime: now - 60, Content: "older" });
+    expect(await (await sendPush(textPush({ FromUserName: openid, CreateTime: now }), { app: "bd-shop" })).text()).toBe("success");
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: `#${i}` })).body.id);
+    for (const id of ids) expect(await settled("bd-shop", id)).toMatchObject({ status: "sent" });
+    const before = await conversation(env, "bd-shop", openid).quota();
+    expect(before.remaining).toBe(0);
+    // The platform's retry of a message sent a minute before arrives only now.
+    expect(await (await sendPush(older, { app: "bd-shop" })).text()).toBe("success");
+    expect(await conversation(env, "bd-shop", openid).quota()).toEqual(before);
+    expect((await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "one too many" })).status).toBe(409);
+  });
+});
+
 describe("failed forwards are recoverable", () => {
   it("lists failed forwards, re-drives them by msgId, and re-drives an app's failed ones when its webhook answers again", async () => {
     const openid = uniqueId("o");
