@@ -190,8 +190,8 @@ export class ForwardAttempt extends RpcTarget {
  * commits them together, and concurrent deliveries cannot interleave. A push costs one request and
  * two rows written: the message and the conversation row; its forward goes to the queue straight
  * after the commit (the `Outbox`), and the forward's claim and result are one more request (two
- * rows). Claims of forwards and sends are the same: a lease stored with the item, so it outlives
- * a restart of this object.
+ * rows). Forwards and sends are claimed the same way (`claims.ts`): a lease stored with the item,
+ * so it outlives a restart of this object, granted in the user's order (`seq`).
  */
 export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
