@@ -197,6 +197,11 @@ export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox;
   private readonly marked = new Set<string>();
+  /**
+   * Items whose job was told to wait for an earlier one: handed on the moment it ends. (Their job
+   * also comes back by itself after the wait, should this instance be gone by then.)
+   */
+  private readonly waiting = new Set<string>();
   /** When this instance started: what was accepted before is a previous instance's business. */
   private readonly startedAt = Date.now();
   private recovered = false;
@@ -311,7 +316,7 @@ export class Conversation extends DurableObject<Env> {
    */
   claimForward(key: string, leaseMs: number, holdMs: number): Claim<{ message: Message; seq: number | null; attempt: ForwardAttempt }> {
     const claimed = claim(this.sql, FORWARDS, key, leaseMs, holdMs, Date.now());
-    if (claimed.state === "waiting" && claimed.stalled) this.handOn("forwards", claimed.stalled);
+    this.noteWaiting("forwards", key, claimed);
     if (claimed.state !== "claimed") return claimed;
     const row = this.sql.exec<{ message: string; forward_seq: number | null }>("SELECT message, forward_seq FROM messages WHERE key = ?", key).one();
     const settle = (outcome: ForwardOutcome) => {
@@ -354,7 +359,14 @@ export class Conversation extends DurableObject<Env> {
       )
       .toArray()[0];
     const next = ended && nextInLine(this.sql, FORWARDS, ended.forward_seq);
-    if (next) this.handOn("forwards", next);
+    if (next && this.waiting.delete(`forwards:${next}`)) this.handOn("forwards", next);
+  }
+
+  private noteWaiting(target: "forwards" | "sends", key: string, claimed: Claim<{}>): void {
+    if (claimed.state !== "waiting") return void this.waiting.delete(`${target}:${key}`);
+    if (this.waiting.size >= MARKED_KEYS_KEPT) this.waiting.clear(); // their jobs come back by themselves
+    this.waiting.add(`${target}:${key}`);
+    if (claimed.stalled) this.handOn(target, claimed.stalled);
   }
 
   /** Hands the job of a forward or send on (again): the next in line, or one whose job seems lost. */
@@ -468,7 +480,7 @@ export class Conversation extends DurableObject<Env> {
    */
   beginSend(id: string, leaseMs: number): Claim<{ request: ReplyRequest }> {
     const claimed = claim(this.sql, SENDS, id, leaseMs, Infinity, Date.now());
-    if (claimed.state === "waiting" && claimed.stalled) this.handOn("sends", claimed.stalled);
+    this.noteWaiting("sends", id, claimed);
     if (claimed.state !== "claimed") return claimed;
     const row = this.sql.exec<{ request: string }>("SELECT request FROM replies WHERE id = ?", id).one();
     return { ...claimed, request: JSON.parse(row.request) as ReplyRequest };
@@ -526,7 +538,7 @@ export class Conversation extends DurableObject<Env> {
       .toArray()[0];
     if (!ended || !row) return;
     const next = nextInLine(this.sql, SENDS, ended.seq);
-    if (next) this.handOn("sends", next);
+    if (next && this.waiting.delete(`sends:${next}`)) this.handOn("sends", next);
     if (outcome.status === "failed") {
       let window = this.window();
       // A refusal speaks of the window the send was made in: not of one the user opened since.
