@@ -277,7 +277,7 @@ describe("outcomes", () => {
     expect(wechat.final).toMatchObject({ status: "sent", attempts: 2 });
   });
 
-  it("gives up after the retries, through the dead-letter queue, and releases the slot", async () => {
+  it("gives up after KEFU_SEND_ATTEMPTS attempts (4 in the tests) and releases the slot", async () => {
     const { openid, final } = await scripted("bd-shop", "baidu", Array(4).fill({ status: 503 }));
     expect(final).toMatchObject({ status: "failed", attempts: 4, error: { code: "retries_exhausted" } });
     expect(final.error.message).toMatch(/HTTP 503/);

@@ -267,6 +267,27 @@ describe("per conversation, in order", () => {
   });
 });
 
+describe("attempts are kefu-edge's own setting", () => {
+  it("KEFU_SEND_ATTEMPTS and KEFU_FORWARD_ATTEMPTS shorten the road to failed", async () => {
+    const openid = await userWrites("bd-shop");
+    await vi.waitFor(async () => expect(await webhookDeliveries(openid)).toHaveLength(1));
+    const id = `rpl_${crypto.randomUUID().replaceAll("-", "")}.${btoa(openid).replaceAll("=", "")}`;
+    const message = messageOf("bd-shop", openid, "once only");
+    await withMutedQueues("bd-shop", openid, (instance) => {
+      instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "once only" } });
+      instance.accept(message, { forward: true });
+    });
+    await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ status: 503 }] });
+    await standIn("/script", { platform: "webhook", match: openid, responses: [{ status: 503 }] });
+    const once = { ...env, KEFU_SEND_ATTEMPTS: "1", KEFU_FORWARD_ATTEMPTS: "1" };
+    expect((await deliver(sendBatch, "kefu-sends", { app: "bd-shop", openid, id }, once)).explicitAcks).toHaveLength(1);
+    expect((await deliver(forwardBatch, "kefu-forwards", { app: "bd-shop", openid, key: `msg:${message.msgId}` }, once)).explicitAcks).toHaveLength(1);
+    expect(await settled("bd-shop", id)).toMatchObject({ status: "failed", attempts: 1, error: { code: "retries_exhausted" } });
+    const snapshot = await conversation(env, "bd-shop", openid).snapshot();
+    expect(received(snapshot!.history).find((m) => m.message.msgId === message.msgId)!.forward).toMatchObject({ status: "failed", attempts: 1 });
+  });
+});
+
 describe("exactly one platform call per reply attempt", () => {
   it("a duplicate delivery while a send is under way consumes no attempt, and the dead-letter queue cannot fail it", async () => {
     const openid = await userWrites("bd-shop");
