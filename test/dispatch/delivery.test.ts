@@ -269,21 +269,21 @@ describe("per conversation, in order", () => {
 
 describe("attempts are kefu-edge's own setting", () => {
   it("KEFU_SEND_ATTEMPTS and KEFU_FORWARD_ATTEMPTS shorten the road to failed", async () => {
-    const openid = await userWrites("bd-shop");
+    const openid = await userWrites("bd-plain");
     await vi.waitFor(async () => expect(await webhookDeliveries(openid)).toHaveLength(1));
     const id = `rpl_${crypto.randomUUID().replaceAll("-", "")}.${btoa(openid).replaceAll("=", "")}`;
-    const message = messageOf("bd-shop", openid, "once only");
-    await withMutedQueues("bd-shop", openid, (instance) => {
-      instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "once only" } });
+    const message = messageOf("bd-plain", openid, "once only");
+    await withMutedQueues("bd-plain", openid, (instance) => {
+      instance.reserveReply("bd-plain", openid, id, { reply: { type: "text", content: "once only" } });
       instance.accept(message, { forward: true });
     });
     await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ status: 503 }] });
     await standIn("/script", { platform: "webhook", match: openid, responses: [{ status: 503 }] });
     const once = { ...env, KEFU_SEND_ATTEMPTS: "1", KEFU_FORWARD_ATTEMPTS: "1" };
-    expect((await deliver(sendBatch, "kefu-sends", { app: "bd-shop", openid, id }, once)).explicitAcks).toHaveLength(1);
-    expect((await deliver(forwardBatch, "kefu-forwards", { app: "bd-shop", openid, key: `msg:${message.msgId}` }, once)).explicitAcks).toHaveLength(1);
-    expect(await settled("bd-shop", id)).toMatchObject({ status: "failed", attempts: 1, error: { code: "retries_exhausted" } });
-    const snapshot = await conversation(env, "bd-shop", openid).snapshot();
+    expect((await deliver(sendBatch, "kefu-sends", { app: "bd-plain", openid, id }, once)).explicitAcks).toHaveLength(1);
+    expect((await deliver(forwardBatch, "kefu-forwards", { app: "bd-plain", openid, key: `msg:${message.msgId}` }, once)).explicitAcks).toHaveLength(1);
+    expect(await settled("bd-plain", id)).toMatchObject({ status: "failed", attempts: 1, error: { code: "retries_exhausted" } });
+    const snapshot = await conversation(env, "bd-plain", openid).snapshot();
     expect(received(snapshot!.history).find((m) => m.message.msgId === message.msgId)!.forward).toMatchObject({ status: "failed", attempts: 1 });
   });
 });
@@ -379,7 +379,7 @@ describe("failed forwards are recoverable", () => {
     expect((await api("POST", "/apps/bd-shop/forwards/redrive", { ids: [] })).status).toBe(400);
     expect((await api("GET", "/apps/bd-shop/forwards?status=delivered")).status).toBe(400);
     expect((await api("GET", "/apps/nope/forwards")).status).toBe(404);
-    const answer = await api("POST", "/apps/bd-plain/forwards/redrive", {});
+    const answer = await api("POST", "/apps/bd-twin/forwards/redrive", {}); // an app with no failed forwards
     expect(answer).toMatchObject({ status: 200, body: { redriven: 0, notFound: [] } });
   });
 
