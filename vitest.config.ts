@@ -60,6 +60,8 @@ export default defineConfig({
             WECHAT_API_BASE: standIn,
             KEFU_RETRY_DELAY_SECONDS: "0",
             KEFU_CALL_TIMEOUT_MS: "1000",
+            KEFU_FORWARD_ATTEMPTS: "4",
+            KEFU_SEND_ATTEMPTS: "4",
           },
           queueConsumers: {
             "kefu-forwards": { maxBatchTimeout: 0.05, maxRetries: 3, deadLetterQueue: "kefu-forwards-dlq" },

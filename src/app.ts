@@ -1,7 +1,7 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { apiKeyCheck, api } from "./api/routes.ts";
-import { WebhookPayloadSchema } from "./api/schemas.ts";
+import { MessageFailedSchema, MessageReceivedSchema, MessageSentSchema } from "./api/schemas.ts";
 import { readConfig } from "./config.ts";
 import type { HonoEnv } from "./env.ts";
 import { log } from "./log.ts";
@@ -35,12 +35,14 @@ app.get(
   },
   (c) => {
     const result = readConfig(c.env);
-    const status = result.ok ? 200 : 503;
-    if (!c.get("authenticated")) return c.json({ ok: result.ok }, status);
+    const status = result.ok && result.config.brokenApps.size === 0 ? 200 : 503;
+    if (!c.get("authenticated")) return c.json({ ok: status === 200 }, status);
     if (!result.ok) return c.json({ ok: false, problems: result.problems }, 503);
     const { config } = result;
+    const problems = [...config.brokenApps.values()].flat();
     return c.json({
-      ok: true,
+      ok: problems.length === 0,
+      ...(problems.length > 0 && { problems }),
       apps: [...config.apps.values()].map((a) => ({
         name: a.name,
         platform: a.platform,
@@ -52,7 +54,7 @@ app.get(
       api: config.apiKeys.length > 0,
       cors: config.corsOrigins,
       webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
-    });
+    }, problems.length === 0 ? 200 : 503);
   },
 );
 
@@ -60,23 +62,28 @@ app.route("/push", push);
 app.route("/tp", tp);
 app.route("/api", api);
 
-// What the business's webhook receives, from the schema the forward is typed by.
-app.openAPIRegistry.registerWebhook({
-  method: "post",
-  path: "message.received",
-  summary: "An accepted message, forwarded to KEFU_WEBHOOK_URL (Standard Webhooks signing)",
-  request: {
-    headers: z.object({
-      "webhook-id": z.string().openapi({ description: "Stable per message: de-duplicate on it" }),
-      "webhook-timestamp": z.string().openapi({ description: "Unix seconds of this attempt" }),
-      "webhook-signature": z.string().optional().openapi({ description: "v1,<base64 HMAC-SHA256>, with KEFU_WEBHOOK_SECRET set" }),
-    }),
-    body: { required: true, content: { "application/json": { schema: WebhookPayloadSchema } } },
-  },
-  responses: {
-    200: { description: "Any 2xx within KEFU_CALL_TIMEOUT_MS acknowledges; anything else is retried with backoff" },
-  },
+// What the business's webhook receives, from the schemas the deliveries are typed by.
+const webhookHeaders = z.object({
+  "webhook-id": z.string().openapi({ description: "Stable per message or reply event: de-duplicate on it" }),
+  "webhook-timestamp": z.string().openapi({ description: "Unix seconds of this attempt" }),
+  "webhook-signature": z.string().optional().openapi({ description: "v1,<base64 HMAC-SHA256>, with KEFU_WEBHOOK_SECRET set" }),
 });
+const webhookEvents = [
+  ["message.received", "An accepted message, forwarded to KEFU_WEBHOOK_URL in the user's order (Standard Webhooks signing)", MessageReceivedSchema],
+  ["message.sent", "A reply the platform accepted (Standard Webhooks signing)", MessageSentSchema],
+  ["message.failed", "A reply that will not be sent, with the reason (Standard Webhooks signing)", MessageFailedSchema],
+] as const;
+for (const [event, summary, schema] of webhookEvents) {
+  app.openAPIRegistry.registerWebhook({
+    method: "post",
+    path: event,
+    summary,
+    request: { headers: webhookHeaders, body: { required: true, content: { "application/json": { schema } } } },
+    responses: {
+      200: { description: "Any 2xx within KEFU_CALL_TIMEOUT_MS acknowledges; anything else is retried with backoff" },
+    },
+  });
+}
 
 app.doc31("/openapi.json", {
   openapi: "3.1.0",

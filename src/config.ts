@@ -52,6 +52,11 @@ export interface Config {
   thirdParties: ReadonlyMap<string, ThirdPartyConfig>;
   /** Baidu's authorization page a merchant is sent to (third-party platforms). */
   authorizationPage: string;
+  /**
+   * Apps of KEFU_APPS that are not valid, with their problems: each answers 503 config_invalid
+   * while the others keep working.
+   */
+  brokenApps: ReadonlyMap<string, string[]>;
   /** Bearer keys of the REST API (KEFU_API_KEY and KEFU_API_KEYS); any one of them opens it. */
   apiKeys: string[];
   /** Origins allowed to call the API from a browser; empty: no CORS. */
@@ -67,6 +72,11 @@ export interface Config {
   retryDelaySeconds: number;
   /** How long a call to the platform or the webhook may take before it counts as failed (and is retried). */
   callTimeoutMs: number;
+  /** How many times kefu-edge tries a forward, and a send, before it is `failed`. */
+  forwardAttempts: number;
+  sendAttempts: number;
+  /** How long a forward that keeps failing holds back the user's later forwards. */
+  forwardHoldSeconds: number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -113,6 +123,7 @@ const appSchema = z
     appKey: app.appKey ?? (app.platform === "wechat" ? app.appId : undefined),
   }));
 
+/** KEFU_APPS as a JSON object of entries, each checked on its own (appSchema) afterwards. */
 const appsSchema = z
   .string({ error: "is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)" })
   .min(1, "is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)")
@@ -125,11 +136,8 @@ const appsSchema = z
     }
   })
   .pipe(
-    z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), appSchema, {
-      error: (issue) =>
-        issue.code === "invalid_key"
-          ? "is not an app name: app names are 1-64 of [A-Za-z0-9_-]"
-          : 'must be a JSON object keyed by app name, e.g. {"shop":{"platform":"baidu",…}}',
+    z.record(z.string(), z.unknown(), {
+      error: 'must be a JSON object keyed by app name, e.g. {"shop":{"platform":"baidu",…}}',
     }),
   )
   .refine((apps) => Object.keys(apps).length > 0, "has no apps");
@@ -181,6 +189,8 @@ const thirdPartiesSchema = z
       }
     }),
   );
+
+const APP_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** A bearer token as RFC 6750 §2.1 allows it (b64token): what Hono's bearerAuth accepts. */
 const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
@@ -234,7 +244,7 @@ const settingsSchema = z.object({
     .string()
     .optional()
     .transform((s) => s || undefined)
-    .refine((s) => !s?.startsWith("whsec_") || /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(s), "starting with whsec_ must be followed by base64"),
+    .refine((s) => s === undefined || isWebhookSecret(s), "must be whsec_ followed by the base64 of at least 24 random bytes (Standard Webhooks)"),
   BAIDU_API_BASE: httpUrl("https://openapi.baidu.com"),
   BAIDU_AUTHORIZATION_PAGE: httpUrl("https://smartprogram.baidu.com/mappconsole/tp/authorization"),
   WECHAT_API_BASE: httpUrl("https://api.weixin.qq.com"),
@@ -245,7 +255,17 @@ const settingsSchema = z.object({
   WECHAT_SESSION_WINDOW_SECONDS: integer(defaultSessionGrant.seconds, 1),
   KEFU_RETRY_DELAY_SECONDS: integer(10, 0),
   KEFU_CALL_TIMEOUT_MS: integer(10_000, 100),
+  KEFU_FORWARD_ATTEMPTS: integer(10, 1),
+  KEFU_SEND_ATTEMPTS: integer(5, 1),
+  KEFU_FORWARD_HOLD_SECONDS: integer(60, 0),
 });
+
+/** A Standard Webhooks secret: "whsec_" and the base64 of the key, at least 24 bytes. */
+export function isWebhookSecret(secret: string): boolean {
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
+  if (!match || match[1]!.length % 4 !== 0) return false;
+  return atob(match[1]!).length >= 24;
+}
 
 const accessSchema = z.object(accessSettings);
 
@@ -258,11 +278,11 @@ const VAR_NAMES = Object.keys(settingsSchema.shape) as (keyof KefuVars)[];
 const platformsOnlySchema = settingsSchema.extend({ KEFU_APPS: z.undefined().optional().transform((): z.infer<typeof appsSchema> => ({})) });
 
 /** Each issue as a line: where (variable, app, field) and why, never the value. */
-function problemsOf(error: z.ZodError): string[] {
+function problemsOf(error: z.ZodError, prefix: PropertyKey[] = []): string[] {
   return error.issues.flatMap((issue) =>
     issue.code === "unrecognized_keys"
-      ? issue.keys.map((key) => `${issuePath([...issue.path, key])} is not a known field (${(issue.path[0] === "KEFU_THIRD_PARTY" ? TP_FIELDS : APP_FIELDS).join(", ")})`)
-      : [`${issuePath(issue.path)} ${issue.message}`],
+      ? issue.keys.map((key) => `${issuePath([...prefix, ...issue.path, key])} is not a known field (${(issue.path[0] === "KEFU_THIRD_PARTY" ? TP_FIELDS : APP_FIELDS).join(", ")})`)
+      : [`${issuePath([...prefix, ...issue.path])} ${issue.message}`],
   );
 }
 
@@ -274,13 +294,24 @@ export function parseConfig(env: KefuVars): ConfigResult {
     baidu,
     wechat: wechatRules({ replies: s.WECHAT_SESSION_REPLIES, seconds: s.WECHAT_SESSION_WINDOW_SECONDS }),
   };
-  const apps = new Map(Object.entries(s.KEFU_APPS).map(([name, app]): [string, AppConfig] => [name, { name, ...app, rules: rules[app.platform] }]));
+  const apps = new Map<string, AppConfig>();
+  const brokenApps = new Map<string, string[]>();
+  for (const [name, entry] of Object.entries(s.KEFU_APPS)) {
+    if (!APP_NAME.test(name)) {
+      brokenApps.set(name, [`${issuePath(["KEFU_APPS", name])} is not an app name: app names are 1-64 of [A-Za-z0-9_-]`]);
+      continue;
+    }
+    const app = appSchema.safeParse(entry);
+    if (app.success) apps.set(name, { name, ...app.data, rules: rules[app.data.platform] });
+    else brokenApps.set(name, problemsOf(app.error, ["KEFU_APPS", name]));
+  }
   return {
     ok: true,
     config: {
       apps,
       thirdParties: new Map(Object.entries(s.KEFU_THIRD_PARTY).map(([name, tp]): [string, ThirdPartyConfig] => [name, { name, ...tp }])),
       authorizationPage: s.BAIDU_AUTHORIZATION_PAGE!,
+      brokenApps,
       apiKeys: keysOf(s),
       corsOrigins: s.KEFU_CORS_ORIGINS,
       webhook: s.KEFU_WEBHOOK_URL ? { url: s.KEFU_WEBHOOK_URL, secret: s.KEFU_WEBHOOK_SECRET } : undefined,
@@ -290,6 +321,9 @@ export function parseConfig(env: KefuVars): ConfigResult {
       signatureToleranceSeconds: s.KEFU_SIGNATURE_TOLERANCE_SECONDS,
       retryDelaySeconds: s.KEFU_RETRY_DELAY_SECONDS,
       callTimeoutMs: s.KEFU_CALL_TIMEOUT_MS,
+      forwardAttempts: s.KEFU_FORWARD_ATTEMPTS,
+      sendAttempts: s.KEFU_SEND_ATTEMPTS,
+      forwardHoldSeconds: s.KEFU_FORWARD_HOLD_SECONDS,
     },
   };
 }
@@ -314,6 +348,7 @@ function memoized(env: KefuVars) {
     // Problems name variables and fields, never values: safe for the log, where an operator
     // without a working API key can still read them.
     if (!config.ok) log("config", { outcome: "invalid", problems: config.problems });
+    else if (config.config.brokenApps.size > 0) log("config", { outcome: "apps_invalid", problems: [...config.config.brokenApps.values()].flat() });
     memo = { key, config, access: parseAccess(env) };
   }
   return memo;

@@ -1,7 +1,7 @@
 import type { KefuVars } from "./config.ts";
 import type { Conversation } from "./conversation/conversation.ts";
 import type { Directory } from "./conversation/directory.ts";
-import type { ForwardJob, SendJob } from "./dispatch/jobs.ts";
+import type { ForwardJob, SendJob } from "./conversation/jobs.ts";
 import type { AccessTokens } from "./dispatch/tokens.ts";
 import type { Authorizer, ThirdParty } from "./tp/credentials.ts";
 

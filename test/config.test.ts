@@ -3,10 +3,12 @@ import { parseConfig, type AppConfig, type Config, type KefuVars } from "../src/
 
 const KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
+/** The problems of the whole configuration, or else of its broken apps. */
 function problemsOf(vars: KefuVars): string[] {
   const result = parseConfig(vars);
-  if (result.ok) throw new Error("expected problems");
-  return result.problems;
+  const problems = result.ok ? [...result.config.brokenApps.values()].flat() : result.problems;
+  if (problems.length === 0) throw new Error("expected problems");
+  return problems;
 }
 
 function configOf(vars: KefuVars): Config {
@@ -58,19 +60,24 @@ describe("configuration", () => {
       "KEFU_WEBHOOK_URL must be an http(s) URL",
       "BAIDU_API_BASE must be an http(s) URL",
     ]);
-    expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: "whsec_not base64!" })).toEqual([
-      "KEFU_WEBHOOK_SECRET starting with whsec_ must be followed by base64",
-    ]);
+    const refused = "KEFU_WEBHOOK_SECRET must be whsec_ followed by the base64 of at least 24 random bytes (Standard Webhooks)";
+    expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: "whsec_not base64!" })).toEqual([refused]);
+    // A raw secret, a short key, or base64 without its padding is not a Standard Webhooks secret.
+    expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: "my webhook secret that is long enough" })).toEqual([refused]);
+    expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: `whsec_${btoa("23 bytes of key, short.")}` })).toEqual([refused]);
+    expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: `whsec_${btoa("25 bytes of key material.").replaceAll("=", "")}` })).toEqual([refused]);
+    expect(configOf({ ...ok, KEFU_WEBHOOK_URL: "https://b.example/hook", KEFU_WEBHOOK_SECRET: `whsec_${btoa("24 bytes of key material")}` }).webhook?.secret).toMatch(/^whsec_/);
   });
 
-  it("checks each app on its own and reports every problem at once", () => {
-    const problems = problemsOf(
-      apps({
-        good: { platform: "baidu", token: "t" },
-        bad1: { platform: "wechat", token: "t", encodingAesKey: KEY },
-        bad2: { platform: "baidu", userType: 0 },
-      }),
-    );
+  it("checks each app on its own and reports every problem at once; the good apps stay configured", () => {
+    const vars = apps({
+      good: { platform: "baidu", token: "t" },
+      bad1: { platform: "wechat", token: "t", encodingAesKey: KEY },
+      bad2: { platform: "baidu", userType: 0 },
+    });
+    expect([...configOf(vars).apps.keys()]).toEqual(["good"]);
+    expect([...configOf(vars).brokenApps.keys()]).toEqual(["bad1", "bad2"]);
+    const problems = problemsOf(vars);
     expect(problems).toEqual([
       "KEFU_APPS.bad1.appId is required with encodingAesKey: WeChat encrypted pushes are checked against it",
       "KEFU_APPS.bad2.token is required (the Token set in the console)",

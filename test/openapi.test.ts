@@ -2,7 +2,8 @@ import { Validator } from "@cfworker/json-schema";
 import { exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { app } from "../src/app.ts";
-import { api, uniqueId, userWrites, webhookDeliveries } from "./helpers.ts";
+import { testApps } from "./fixtures/apps.ts";
+import { api, env, standIn, textPush, sendPush, uniqueId, userWrites, webhookDeliveries } from "./helpers.ts";
 
 /**
  * The document is checked against the app itself: its route table, its real answers and real
@@ -123,5 +124,58 @@ describe("real answers fit the document", () => {
     expect(result.valid, JSON.stringify(result.errors.slice(-3))).toBe(true);
     const { openid: _dropped, ...incomplete } = delivery!.body.data;
     expect(validate(ref, { ...delivery!.body, data: incomplete }).valid).toBe(false);
+  });
+
+  it("real message.sent and message.failed deliveries fit the document's payloads", async () => {
+    const openid = await userWrites("bd-shop");
+    await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ body: { errno: 30022, msg: "invalid openid" } }] });
+    await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "refused" });
+    const failed = await vi.waitFor(async () => {
+      const found = (await webhookDeliveries(openid)).find((d) => d.body.type === "message.failed");
+      expect(found).toBeDefined();
+      return found!;
+    }, { timeout: 8000 });
+    await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "ok" });
+    const sent = await vi.waitFor(async () => {
+      const found = (await webhookDeliveries(openid)).find((d) => d.body.type === "message.sent");
+      expect(found).toBeDefined();
+      return found!;
+    }, { timeout: 8000 });
+    for (const delivery of [failed, sent]) {
+      const ref = pointer("webhooks", delivery.body.type, "post", "requestBody", "content", "application/json", "schema");
+      const result = validate(ref, delivery.body);
+      expect(result.valid, JSON.stringify(result.errors.slice(-3))).toBe(true);
+    }
+    const { error: _dropped, ...incomplete } = failed.body.data;
+    expect(validate(pointer("webhooks", "message.failed", "post", "requestBody", "content", "application/json", "schema"), { ...failed.body, data: incomplete }).valid).toBe(false);
+  });
+});
+
+describe("real answers of the forward routes fit the document", () => {
+  it("GET forwards and POST redrive: 200, 400, 404, and 503 for a broken app", async () => {
+    const list = "/api/apps/{app}/forwards";
+    const redrive = "/api/apps/{app}/forwards/redrive";
+    const openid = uniqueId("o");
+    await standIn("/script", { platform: "webhook", match: openid, responses: Array(4).fill({ status: 500 }) });
+    await sendPush(textPush({ FromUserName: openid }), { app: "bd-plain" });
+    const failed = await vi.waitFor(async () => {
+      const answer = await api("GET", "/apps/bd-plain/forwards?status=failed");
+      expect(answer.body.forwards.some((f: { openid: string }) => f.openid === openid)).toBe(true);
+      return answer;
+    }, { timeout: 8000 });
+    expectDocumented("get", list, failed);
+    expectDocumented("get", list, await api("GET", "/apps/bd-plain/forwards?status=pending"));
+    expectDocumented("get", list, await api("GET", "/apps/bd-plain/forwards?status=lost"));
+    expectDocumented("get", list, await api("GET", "/apps/nope/forwards"));
+    expectDocumented("post", redrive, await api("POST", "/apps/bd-plain/forwards/redrive", {}));
+    expectDocumented("post", redrive, await api("POST", "/apps/bd-plain/forwards/redrive", { msgIds: ["1"] }));
+    expectDocumented("post", redrive, await api("POST", "/apps/bd-plain/forwards/redrive", { msgIds: "1" }));
+    expectDocumented("post", redrive, await api("POST", "/apps/nope/forwards/redrive", {}));
+    // An app whose entry is broken: 503 config_invalid, as documented.
+    const broken = { ...env, KEFU_APPS: JSON.stringify({ ...testApps, "bd-plain": { platform: "baidu" } }) };
+    const response = await app.fetch(new Request("https://kefu.test/api/apps/bd-plain/forwards", { headers: { authorization: "Bearer test-api-key" } }), broken);
+    const answer = { status: response.status, body: await response.json() };
+    expect(answer).toMatchObject({ status: 503, body: { error: { code: "config_invalid" } } });
+    expectDocumented("get", list, answer);
   });
 });

@@ -641,12 +641,17 @@ function validateScriptedResponse(value: unknown): ScriptedResponse | string {
   return { body, status: status as number | undefined, delayMs: delayMs as number | undefined, drop: drop as boolean | undefined };
 }
 
-/** Standard Webhooks: HMAC-SHA256 over `${id}.${timestamp}.${body}`, header `v1,<b64>` entries. */
-export function verifyStandardWebhook(secret: string, headers: Record<string, string>, rawBody: Buffer): boolean {
+/**
+ * Standard Webhooks, as its libraries verify: the secret is `whsec_` + base64 of the key (no other
+ * form), HMAC-SHA256 over `${id}.${timestamp}.${body}`, header of space-separated `v1,<b64>`
+ * entries, and a timestamp within 5 minutes of now.
+ */
+export function verifyStandardWebhook(secret: string, headers: Record<string, string>, rawBody: Buffer, nowSeconds = Date.now() / 1000): boolean {
   const id = headers['webhook-id'];
   const timestamp = headers['webhook-timestamp'];
   const signatures = headers['webhook-signature'];
   if (!id || !timestamp || !signatures) return false;
+  if (!/^\d+$/.test(timestamp) || Math.abs(nowSeconds - Number(timestamp)) > WEBHOOK_TOLERANCE_SECONDS) return false;
   const expected = signStandardWebhook(secret, id, timestamp, rawBody);
   return signatures.split(' ').some((entry) => {
     const [version, value] = entry.split(',', 2);
@@ -656,7 +661,10 @@ export function verifyStandardWebhook(secret: string, headers: Record<string, st
   });
 }
 
+const WEBHOOK_TOLERANCE_SECONDS = 5 * 60;
+
 export function signStandardWebhook(secret: string, id: string, timestamp: string, rawBody: Buffer | string): Buffer {
-  const keyBytes = secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
+  if (!secret.startsWith('whsec_')) throw new Error('a Standard Webhooks secret is whsec_ followed by base64');
+  const keyBytes = Buffer.from(secret.slice('whsec_'.length), 'base64');
   return createHmac('sha256', keyBytes).update(`${id}.${timestamp}.`).update(rawBody).digest();
 }

@@ -22,8 +22,11 @@ import {
   ConversationPage,
   ConversationSchema,
   errorSchema,
+  ForwardList,
   IdempotencyHeaders,
   platformReply,
+  RedriveAnswer,
+  RedriveBody,
   ReplyBody,
   ReplyState,
 } from "./schemas.ts";
@@ -94,7 +97,7 @@ function apiConfig(env: HonoEnv["Bindings"]): Config {
 
 /** The app of the path, before the request's own fields are looked at (404 before 400). */
 const knownApp = createMiddleware<HonoEnv & { Variables: { app: AppConfig } }>(async (c, next) => {
-  c.set("app", await resolveApp(c.env, apiConfig(c.env), c.req.param("app") ?? ""));
+  c.set("app", await resolveApp(c.env, apiConfig(c.env), c.req.param("app") ?? "", "shown"));
   await next();
 });
 
@@ -261,6 +264,58 @@ api.openapi(listConversations, async (c) => {
   const { limit, before } = c.req.valid("query");
   const page = await c.env.DIRECTORY.getByName(c.var.app.name).list(limit, before === undefined ? undefined : decodeCursor(before));
   return c.json(page, 200);
+});
+
+const listForwards = createRoute({
+  method: "get",
+  path: "/apps/{app}/forwards",
+  summary: "Forwards to the webhook that failed: given up on (`failed`), or waiting for a retry after a failed attempt (`pending`)",
+  middleware: [knownApp] as const,
+  request: {
+    params: z.object({ app: appParam }),
+    query: z.object({
+      status: z.enum(["failed", "pending"], { error: 'must be "failed" or "pending"' }).default("failed").openapi({ description: "Which (default failed)" }),
+      limit: limit(100, 1000),
+    }),
+  },
+  responses: {
+    200: json(ForwardList, "The forwards, by conversation"),
+    400: json(errorSchema(["invalid_body"]), "`status` or `limit` is wrong"),
+    404: json(errorSchema(["unknown_app"]), "No such app"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(listForwards, async (c) => {
+  const { status, limit } = c.req.valid("query");
+  const forwards = await c.env.DIRECTORY.getByName(c.var.app.name).forwards(c.var.app.name, status, limit);
+  return c.json({ forwards: forwards.map((f) => ({ ...f, status })) }, 200);
+});
+
+const redriveForwards = createRoute({
+  method: "post",
+  path: "/apps/{app}/forwards/redrive",
+  summary: "Queue failed forwards again, with fresh attempts: every failed one of the app with `{}`, or those of `msgIds`",
+  middleware: [knownApp, limitedBody] as const,
+  request: {
+    params: z.object({ app: appParam }),
+    body: { required: true, content: { "application/json": { schema: RedriveBody } } },
+  },
+  responses: {
+    200: json(RedriveAnswer, "How many were queued again, and which of `msgIds` are not failed forwards"),
+    400: json(errorSchema(["invalid_body"]), "`msgIds` is not a list of MsgIds"),
+    404: json(errorSchema(["unknown_app"]), "No such app"),
+    413: json(errorSchema(["body_too_large"]), `Body over ${BODY_LIMIT} bytes`),
+    415: json(errorSchema(["unsupported_media_type"]), "The body is not sent as application/json"),
+    ...commonAnswers,
+  },
+});
+
+api.openapi(redriveForwards, async (c) => {
+  const { msgIds } = c.req.valid("json");
+  const answer = await c.env.DIRECTORY.getByName(c.var.app.name).redrive(c.var.app.name, msgIds);
+  c.set("log", { app: c.var.app.name, outcome: "redriven", redriven: answer.redriven });
+  return c.json(answer, 200);
 });
 
 // ---- third-party platforms ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import type { Reply, ReplyRequest } from "../conversation/reply.ts";
+import type { Reply, ReplyRequest } from "../protocol/reply.ts";
 import { baidu } from "../platforms/baidu.ts";
 import type { PlatformRules } from "../platforms/platform.ts";
 import { wechat } from "../platforms/wechat.ts";
@@ -191,21 +191,93 @@ export const MessageSchema = z
 true satisfies (Message extends z.infer<typeof MessageSchema> ? (z.infer<typeof MessageSchema> extends Message ? true : false) : false);
 
 /** What the webhook receives for each accepted message (the body of the signed POST). */
-export const WebhookPayloadSchema = z
+export const MessageReceivedSchema = z
   .strictObject({
     type: z.literal("message.received"),
     timestamp: timestamp.openapi({ description: "When this delivery was made" }),
+    seq: z
+      .number()
+      .int()
+      .optional()
+      .openapi({ description: "The message's number in its conversation, increasing in the order received: a gap is a forward still owed or failed" }),
     data: MessageSchema,
   })
   .openapi("MessageReceived");
 
+/** A reply's final state, pushed to the webhook so the business need not poll GET …/messages/:id. */
+const replyEventData = {
+  id: z.string().openapi({ description: "The reply id (the `id` of the 202 answer)" }),
+  app: z.string(),
+  openid: z.string(),
+  attempts: z.number().int().openapi({ description: "Send attempts made" }),
+};
+
+export const MessageSentSchema = z
+  .strictObject({
+    type: z.literal("message.sent"),
+    timestamp: timestamp.openapi({ description: "When this delivery was made" }),
+    data: z.strictObject(replyEventData),
+  })
+  .openapi("MessageSent", { description: "A reply the platform accepted" });
+
+export const MessageFailedSchema = z
+  .strictObject({
+    type: z.literal("message.failed"),
+    timestamp: timestamp.openapi({ description: "When this delivery was made" }),
+    data: z.strictObject({
+      ...replyEventData,
+      error: z.strictObject({
+        code: z.string().openapi({ description: "Why, in kefu-edge's words: quota_exhausted, window_closed, platform_rejected, retries_exhausted, …" }),
+        platformCode: z.number().int().optional().openapi({ description: "The platform's own error code, when it gave one" }),
+        message: z.string(),
+      }),
+    }),
+  })
+  .openapi("MessageFailed", { description: "A reply that will not be sent, and why" });
+
+/** Every body the webhook receives, told apart by `type`. */
+export const WebhookPayloadSchema = z.discriminatedUnion("type", [MessageReceivedSchema, MessageSentSchema, MessageFailedSchema]);
+
 export type WebhookPayload = z.infer<typeof WebhookPayloadSchema>;
 
 const ForwardState = z.strictObject({
-  status: z.enum(["pending", "delivered", "failed"]),
+  status: z.enum(["pending", "delivered", "failed", "skipped"]).openapi({ description: "skipped: KEFU_WEBHOOK_URL was unset when its turn came" }),
+  seq: z.number().int().optional().openapi({ description: "Its number in the conversation's order of forwards" }),
   attempts: z.number().int(),
   error: z.string().optional(),
 });
+
+/** A forward that failed at least once, as GET /api/apps/:app/forwards lists it. */
+export const TroubledForward = z
+  .strictObject({
+    openid: z.string(),
+    msgId: z.string().optional().openapi({ description: "The message's MsgId (events have none: `key` identifies them)" }),
+    key: z.string().openapi({ description: "The message's de-dupe key in its conversation" }),
+    status: z.enum(["pending", "failed"]).openapi({ description: "failed: given up on; pending: waiting for a retry after a failed attempt" }),
+    attempts: z.number().int(),
+    error: z.string().optional().openapi({ description: "The last attempt's error" }),
+  })
+  .openapi("Forward");
+
+export const ForwardList = z.strictObject({ forwards: z.array(TroubledForward) }).openapi("ForwardList");
+
+export const RedriveBody = z
+  .strictObject({
+    msgIds: z
+      .array(z.string().regex(/^\d+$/, "must be MsgIds as decimal strings"))
+      .min(1)
+      .max(1000)
+      .optional()
+      .openapi({ description: "Only these; absent: every failed forward of the app" }),
+  })
+  .openapi("RedriveRequest");
+
+export const RedriveAnswer = z
+  .strictObject({
+    redriven: z.number().int().openapi({ description: "How many failed forwards were queued again" }),
+    notFound: z.array(z.string()).openapi({ description: "Of `msgIds`, those that are not failed forwards of this app" }),
+  })
+  .openapi("RedriveAnswer");
 
 const { createdAt: _createdAt, ...outStateFields } = replyStateFields;
 

@@ -1,10 +1,12 @@
 import { DurableObject, RpcTarget } from "cloudflare:workers";
-import { requireConfig } from "../app-config.ts";
+import { readConfig } from "../config.ts";
 import type { Env } from "../env.ts";
+import { log } from "../log.ts";
 import { dedupeKey, type Message } from "../protocol/codec.ts";
 import type { ReplyGrant } from "../platforms/platform.ts";
+import { claim, holds, leaseLeft, nextInLine, postpone, release, type Claim, type Lane } from "./claims.ts";
 import { Outbox, type Handoff } from "./outbox.ts";
-import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "./reply.ts";
+import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "../protocol/reply.ts";
 import {
   applyGrant,
   closeWindow,
@@ -37,20 +39,41 @@ export type ReserveResult =
 
 export type SendOutcome =
   | { status: "sent" }
-  | { status: "retry"; error: ReplyError }
+  /** `retryAt`: when the next attempt is due (epoch ms). */
+  | { status: "retry"; error: ReplyError; retryAt: number }
   | { status: "failed"; error: ReplyError; window?: "exhausted" | "closed"; release: boolean };
 
-export type ForwardStatus = "pending" | "delivered" | "failed";
+/** `skipped`: the webhook was unset by the time the message's turn came. */
+export type ForwardStatus = "pending" | "delivered" | "failed" | "skipped";
 
-/**
- * A queue consumer's claim on one attempt. Queues may deliver a job twice at once: while one
- * consumer holds the lease, another is told to come back later instead of repeating the call.
- */
-export type Claim<T> = ({ state: "claimed"; attempts: number } & T) | { state: "busy"; retryInMs: number } | { state: "done" };
+export type ForwardOutcome =
+  | { status: "delivered" }
+  | { status: "pending"; error: string; retryAt: number }
+  | { status: "failed" | "skipped"; error: string };
+
+export type { Claim };
+
+/** A forward as the business sees it: its place in the user's order, and how it went. */
+export interface ForwardState {
+  status: ForwardStatus;
+  seq?: number;
+  attempts: number;
+  error?: string;
+}
+
+/** A forward as GET /api/apps/:app/forwards lists it. */
+export interface TroubledForward {
+  openid: string;
+  key: string;
+  msgId?: string;
+  status: ForwardStatus;
+  attempts: number;
+  error?: string;
+}
 
 /** A message in, with its forward to the webhook; or a reply out, with its delivery state. */
 export type HistoryEntry =
-  | { direction: "in"; at: string; message: Message; forward?: { status: ForwardStatus; attempts: number; error?: string } }
+  | { direction: "in"; at: string; message: Message; forward?: ForwardState }
   | ({ direction: "out"; at: string } & Omit<ReplyState, "createdAt"> & ReplyRequest);
 
 export interface Snapshot {
@@ -104,6 +127,36 @@ const HANDOFF_GUARD_MS = 30_000;
 /** Keys this instance told a caller to mark in KV, so a burst of retries costs one KV write. */
 const MARKED_KEYS_KEPT = 1_000;
 
+/** History is kept this long when the configuration cannot be read (KEFU_HISTORY_DAYS's default). */
+const DEFAULT_RETENTION_DAYS = 7;
+
+const FORWARDS: Lane = {
+  table: "messages",
+  key: "key",
+  open: "forward = 'pending'",
+  seq: "forward_seq",
+  since: "received_at",
+  attempts: "forward_attempts",
+  claimedAt: "forward_claimed_at",
+  leaseUntil: "forward_lease_until",
+  retryAt: "forward_retry_at",
+  failingSince: "forward_failing_since",
+};
+
+const SENDS: Lane = {
+  table: "replies",
+  key: "id",
+  open: "status IN ('queued', 'sending')",
+  seq: "seq",
+  since: "created_at",
+  attempts: "attempts",
+  claimedAt: "claimed_at",
+  leaseUntil: "lease_until",
+  retryAt: "retry_at",
+  failingSince: "failing_since",
+  onClaim: "status = 'sending'",
+};
+
 /**
  * One forward attempt, claimed by a queue consumer. Its calls belong to the RPC session that
  * claimed it: claim and result are one billed request. Dropped unfinished, it releases its claim.
@@ -112,16 +165,16 @@ export class ForwardAttempt extends RpcTarget {
   private finished = false;
 
   constructor(
-    private readonly settle: (status: ForwardStatus, error?: string) => void,
+    private readonly settle: (outcome: ForwardOutcome) => void,
     private readonly release: () => void,
   ) {
     super();
   }
 
-  /** How the attempt ended: delivered, or still pending with the reason. */
-  finish(status: ForwardStatus, error?: string): void {
+  /** How the attempt ended: delivered, pending a retry (with the reason), or given up on. */
+  finish(outcome: ForwardOutcome): void {
     this.finished = true;
-    this.settle(status, error);
+    this.settle(outcome);
   }
 
   [Symbol.dispose](): void {
@@ -137,13 +190,18 @@ export class ForwardAttempt extends RpcTarget {
  * commits them together, and concurrent deliveries cannot interleave. A push costs one request and
  * two rows written: the message and the conversation row; its forward goes to the queue straight
  * after the commit (the `Outbox`), and the forward's claim and result are one more request (two
- * rows). Claims of forwards and sends are the same: a lease stored with the item, so it outlives
- * a restart of this object.
+ * rows). Forwards and sends are claimed the same way (`claims.ts`): a lease stored with the item,
+ * so it outlives a restart of this object, granted in the user's order (`seq`).
  */
 export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox;
   private readonly marked = new Set<string>();
+  /**
+   * Items whose job was told to wait for an earlier one: handed on the moment it ends. (Their job
+   * also comes back by itself after the wait, should this instance be gone by then.)
+   */
+  private readonly waiting = new Set<string>();
   /** When this instance started: what was accepted before is a previous instance's business. */
   private readonly startedAt = Date.now();
   private recovered = false;
@@ -154,6 +212,16 @@ export class Conversation extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.createTables();
+    if (migrateFromV1(this.sql)) ctx.storage.setAlarm(Date.now()); // whatever the old outbox held
+    addMissingColumns(this.sql);
+    this.outbox = new Outbox(this.sql, ctx.storage, (item) => this.send(item), () => this.scheduleAlarm());
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  private createTables(): void {
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS conversation (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -163,7 +231,10 @@ export class Conversation extends DurableObject<Env> {
         replies_allowed INTEGER NOT NULL DEFAULT 0,
         window_granted_at INTEGER NOT NULL DEFAULT 0,
         last_active_at INTEGER,
-        listed_at INTEGER
+        listed_at INTEGER,
+        window_grant_at INTEGER NOT NULL DEFAULT 0,
+        forward_seq INTEGER NOT NULL DEFAULT 0,
+        reply_seq INTEGER NOT NULL DEFAULT 0
       );
       CREATE TABLE IF NOT EXISTS messages (
         key TEXT PRIMARY KEY,
@@ -172,7 +243,11 @@ export class Conversation extends DurableObject<Env> {
         forward TEXT,
         forward_attempts INTEGER NOT NULL DEFAULT 0,
         forward_claimed_at INTEGER,
-        forward_error TEXT
+        forward_error TEXT,
+        forward_seq INTEGER,
+        forward_lease_until INTEGER,
+        forward_retry_at INTEGER,
+        forward_failing_since INTEGER
       ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS replies (
         id TEXT PRIMARY KEY,
@@ -184,7 +259,11 @@ export class Conversation extends DurableObject<Env> {
         error TEXT,
         answer TEXT NOT NULL,
         created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
+        updated_at INTEGER NOT NULL,
+        seq INTEGER,
+        lease_until INTEGER,
+        retry_at INTEGER,
+        failing_since INTEGER
       );
       CREATE INDEX IF NOT EXISTS replies_by_time ON replies (created_at);
       CREATE TABLE IF NOT EXISTS handoffs (
@@ -193,11 +272,6 @@ export class Conversation extends DurableObject<Env> {
         attempts INTEGER NOT NULL DEFAULT 0
       );
     `);
-    if (migrateFromV1(this.sql)) ctx.storage.setAlarm(Date.now()); // whatever the old outbox held
-    this.outbox = new Outbox(this.sql, ctx.storage, (item) => this.send(item), () => this.scheduleAlarm());
-    void ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-    });
   }
 
   // ---- inbound ------------------------------------------------------------------------------
@@ -210,58 +284,141 @@ export class Conversation extends DurableObject<Env> {
   accept(message: Message, options: AcceptOptions): { accepted: true } | { accepted: false; markSeen: boolean } {
     const now = Date.now();
     const key = dedupeKey(message);
+    const { window, listedAt, seq } = this.state();
+    // Forwards are numbered in the order messages are received: the business can see a gap.
+    const forwardSeq = options.forward ? seq.forward + 1 : null;
     const inserted = this.sql
       .exec(
-        `INSERT INTO messages (key, received_at, message, forward) VALUES (?, ?, ?, ?)
+        `INSERT INTO messages (key, received_at, message, forward, forward_seq) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (key) DO NOTHING RETURNING key`,
         key,
         now,
         JSON.stringify(message),
         options.forward ? "pending" : null,
+        forwardSeq,
       )
       .toArray();
     if (inserted.length === 0) return { accepted: false, markSeen: this.firstRepeat(key) };
 
-    const { window, listedAt } = this.state();
     // The platform's clock started the window; never later than now.
-    const granted = options.grant ? applyGrant(window, options.grant, Math.min(message.createTime * 1000, now), this.inFlight(), now) : window;
-    this.save(message.app, message.openid, granted, now);
+    const at = Math.min(message.createTime * 1000, now);
+    const granted = options.grant ? applyGrant(window, options.grant, at, this.repliesSince(at), now) : window;
+    this.save(message.app, message.openid, granted, now, { forward: forwardSeq ?? seq.forward, reply: seq.reply });
     if (options.forward) void this.handOff({ target: "forwards", job: { app: message.app, openid: message.openid, key } });
     this.listIfQuiet(listedAt, now);
     if (this.alarmAt === null) this.setAlarm(now + this.retentionMs()); // the first history entry
     return { accepted: true };
   }
 
-  /** Claims one forward attempt; "done" once it was delivered or given up on. */
-  claimForward(key: string, leaseMs: number): Claim<{ message: Message; attempt: ForwardAttempt }> {
-    const now = Date.now();
-    const row = this.sql
-      .exec<{ message: string; forward: string | null; forward_attempts: number; forward_claimed_at: number | null }>(
-        "SELECT message, forward, forward_attempts, forward_claimed_at FROM messages WHERE key = ?",
+  /**
+   * Claims one forward attempt; "done" once it was delivered or given up on, "waiting" while an
+   * earlier message of this user is still owed (for at most `holdMs` once that one is failing).
+   */
+  claimForward(key: string, leaseMs: number, holdMs: number): Claim<{ message: Message; seq: number | null; attempt: ForwardAttempt }> {
+    const claimed = claim(this.sql, FORWARDS, key, leaseMs, holdMs, Date.now());
+    this.noteWaiting("forwards", key, claimed);
+    if (claimed.state !== "claimed") return claimed;
+    const row = this.sql.exec<{ message: string; forward_seq: number | null }>("SELECT message, forward_seq FROM messages WHERE key = ?", key).one();
+    const settle = (outcome: ForwardOutcome) => {
+      if (!holds(this.sql, FORWARDS, key, claimed.token)) return; // a lapsed claim, taken over since
+      if (outcome.status === "pending") {
+        this.sql.exec("UPDATE messages SET forward_error = ? WHERE key = ?", outcome.error, key);
+        postpone(this.sql, FORWARDS, key, outcome.retryAt, Date.now());
+      } else {
+        this.endForward(key, outcome.status, outcome.status === "delivered" ? null : outcome.error);
+      }
+    };
+    return {
+      ...claimed,
+      message: JSON.parse(row.message) as Message,
+      seq: row.forward_seq,
+      attempt: new ForwardAttempt(settle, () => release(this.sql, FORWARDS, key, claimed.token)),
+    };
+  }
+
+  /**
+   * Records a forward's end without an attempt: the webhook was unset (skipped), or the queue gave
+   * up on it (failed). Never while an attempt holds it: then "busy", and when to ask again.
+   */
+  endForwardUnclaimed(key: string, status: "failed" | "skipped", error: string): { state: "done"; msgId?: string } | { state: "busy"; retryInMs: number } {
+    const busy = leaseLeft(this.sql, FORWARDS, key, Date.now());
+    if (busy > 0) return { state: "busy", retryInMs: busy };
+    this.endForward(key, status, error);
+    const row = this.sql.exec<{ message: string }>("SELECT message FROM messages WHERE key = ?", key).toArray()[0];
+    const msgId = row && (JSON.parse(row.message) as Message).msgId;
+    return { state: "done", ...(msgId && { msgId }) };
+  }
+
+  private endForward(key: string, status: Exclude<ForwardStatus, "pending">, error: string | null): void {
+    const ended = this.sql
+      .exec<{ forward_seq: number | null }>(
+        "UPDATE messages SET forward = ?, forward_error = ?, forward_lease_until = NULL, forward_retry_at = NULL WHERE key = ? AND forward = 'pending' RETURNING forward_seq",
+        status,
+        error,
         key,
       )
       .toArray()[0];
-    if (!row || row.forward !== "pending") return { state: "done" };
-    const busy = leaseLeft(row.forward_claimed_at, leaseMs, now);
-    if (busy > 0) return { state: "busy", retryInMs: busy };
-    this.sql.exec("UPDATE messages SET forward_attempts = forward_attempts + 1, forward_claimed_at = ? WHERE key = ?", now, key);
-    const settle = (status: ForwardStatus, error?: string) => {
-      this.sql.exec(
-        "UPDATE messages SET forward = ?, forward_error = ?, forward_claimed_at = NULL WHERE key = ? AND forward IS NOT 'delivered'",
-        status,
-        error ?? null,
-        key,
-      );
-    };
-    const release = () => {
-      this.sql.exec("UPDATE messages SET forward_claimed_at = NULL WHERE key = ? AND forward_claimed_at = ?", key, now);
-    };
-    return { state: "claimed", attempts: row.forward_attempts + 1, message: JSON.parse(row.message) as Message, attempt: new ForwardAttempt(settle, release) };
+    const next = ended && nextInLine(this.sql, FORWARDS, ended.forward_seq);
+    if (next && this.waiting.delete(`forwards:${next}`)) this.handOn("forwards", next);
   }
 
-  /** Records a forward's end without an attempt: given up on (the dead-letter queue). */
-  forwardResult(key: string, status: ForwardStatus, error?: string): void {
-    this.sql.exec("UPDATE messages SET forward = ?, forward_error = ? WHERE key = ? AND forward IS NOT 'delivered'", status, error ?? null, key);
+  private noteWaiting(target: "forwards" | "sends", key: string, claimed: Claim<{}>): void {
+    if (claimed.state !== "waiting") return void this.waiting.delete(`${target}:${key}`);
+    if (this.waiting.size >= MARKED_KEYS_KEPT) this.waiting.clear(); // their jobs come back by themselves
+    this.waiting.add(`${target}:${key}`);
+    if (claimed.stalled) this.handOn(target, claimed.stalled);
+  }
+
+  /** Hands the job of a forward or send on (again): the next in line, or one whose job seems lost. */
+  private handOn(target: "forwards" | "sends", key: string): void {
+    const meta = this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").toArray()[0];
+    if (!meta) return;
+    const { app, openid } = meta;
+    void this.handOff(target === "forwards" ? { target, job: { app, openid, key } } : { target, job: { app, openid, id: key } });
+  }
+
+  /** The forwards of `keys` as they stand (for the listing of failed ones). */
+  forwardStates(keys: string[]): TroubledForward[] {
+    const meta = this.sql.exec<{ openid: string }>("SELECT openid FROM conversation").toArray()[0];
+    if (!meta) return [];
+    return this.sql
+      .exec<{ key: string; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null }>(
+        "SELECT key, message, forward, forward_attempts, forward_error FROM messages WHERE key IN (SELECT value FROM json_each(?)) AND forward IS NOT NULL",
+        JSON.stringify(keys),
+      )
+      .toArray()
+      .map((row) => {
+        const { msgId } = JSON.parse(row.message) as Message;
+        return {
+          openid: meta.openid,
+          key: row.key,
+          ...(msgId && { msgId }),
+          status: row.forward!,
+          attempts: row.forward_attempts,
+          ...(row.forward_error && { error: row.forward_error }),
+        };
+      });
+  }
+
+  /**
+   * Queues the failed forwards among `keys` again, with fresh attempts. They keep their `seq` and
+   * the time they started failing: they do not hold back messages received after them.
+   */
+  redriveForwards(keys: string[]): { key: string; msgId?: string }[] {
+    const meta = this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").toArray()[0];
+    if (!meta) return [];
+    const again = this.sql
+      .exec<{ key: string; message: string }>(
+        `UPDATE messages SET forward = 'pending', forward_attempts = 0, forward_retry_at = NULL, forward_lease_until = NULL
+         WHERE key IN (SELECT value FROM json_each(?)) AND forward = 'failed' RETURNING key, message`,
+        JSON.stringify(keys),
+      )
+      .toArray();
+    for (const { key } of again) void this.handOff({ target: "forwards", job: { app: meta.app, openid: meta.openid, key } });
+    return again.map(({ key, message }) => {
+      const { msgId } = JSON.parse(message) as Message;
+      return { key, ...(msgId && { msgId }) };
+    });
   }
 
   // ---- replies ------------------------------------------------------------------------------
@@ -298,64 +455,102 @@ export class Conversation extends DurableObject<Env> {
       return { ok: false, code: taken.code, message, quota: quotaOf(this.window(), now) };
     }
     const answer: ReserveAnswer = { id, status: "queued", quota: quotaOf(taken.window, now) };
-    const { listedAt } = this.state();
-    this.save(app, openid, taken.window, now);
+    const { listedAt, seq } = this.state();
+    // Replies are numbered in the order they are accepted: they are sent in that order.
+    this.save(app, openid, taken.window, now, { forward: seq.forward, reply: seq.reply + 1 });
     this.sql.exec(
-      `INSERT INTO replies (id, idempotency_key, request, status, answer, created_at, updated_at)
-       VALUES (?, ?, ?, 'queued', ?, ?, ?)`,
+      `INSERT INTO replies (id, idempotency_key, request, status, answer, created_at, updated_at, seq)
+       VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)`,
       id,
       idempotencyKey ?? null,
       requestJson,
       JSON.stringify(answer),
       now,
       now,
+      seq.reply + 1,
     );
     void this.handOff({ target: "sends", job: { app, openid, id } });
     this.listIfQuiet(listedAt, now);
     return { ok: true, answer, replayed: false };
   }
 
-  /** Claims one send attempt of a reply; "done" once it is sent or failed. */
+  /**
+   * Claims one send attempt of a reply; "done" once it is sent or failed, "waiting" while an earlier
+   * reply to this user is not yet sent or failed (a user reads replies in order).
+   */
   beginSend(id: string, leaseMs: number): Claim<{ request: ReplyRequest }> {
+    const claimed = claim(this.sql, SENDS, id, leaseMs, Infinity, Date.now());
+    this.noteWaiting("sends", id, claimed);
+    if (claimed.state !== "claimed") return claimed;
+    const row = this.sql.exec<{ request: string }>("SELECT request FROM replies WHERE id = ?", id).one();
+    return { ...claimed, request: JSON.parse(row.request) as ReplyRequest };
+  }
+
+  /**
+   * Records the outcome of the send attempt claimed with `token`, and what it tells about the
+   * window. A holder whose claim lapsed and was taken over records nothing.
+   */
+  finishSend(id: string, token: number, outcome: SendOutcome): ReplyState | null {
+    if (!holds(this.sql, SENDS, id, token)) return this.replyState(id);
     const now = Date.now();
-    const row = this.sql
-      .exec<{ request: string; status: ReplyStatus; attempts: number; claimed_at: number | null }>(
-        "SELECT request, status, attempts, claimed_at FROM replies WHERE id = ?",
+    if (outcome.status === "retry") {
+      this.sql.exec("UPDATE replies SET status = 'queued', error = ?, updated_at = ? WHERE id = ?", JSON.stringify(outcome.error), now, id);
+      postpone(this.sql, SENDS, id, outcome.retryAt, now);
+      return this.replyState(id);
+    }
+    this.endSend(id, outcome, token, now);
+    return this.replyState(id);
+  }
+
+  /**
+   * The queue gave up on a reply (its dead-letter queue): failed, and its slot given back. Never
+   * while a send of it is under way: then "busy", and when to ask again.
+   */
+  giveUpSend(id: string): { state: "done" } | { state: "busy"; retryInMs: number } {
+    const now = Date.now();
+    const busy = leaseLeft(this.sql, SENDS, id, now);
+    if (busy > 0) return { state: "busy", retryInMs: busy };
+    const last = this.replyState(id)?.error;
+    this.endSend(
+      id,
+      {
+        status: "failed",
+        release: true,
+        error: { code: "retries_exhausted", platformCode: last?.platformCode, message: `gave up after retries: ${last?.message ?? "unknown error"}` },
+      },
+      now,
+      now,
+    );
+    return { state: "done" };
+  }
+
+  /** A reply's final state, what it tells about the window, and the status event to the webhook. */
+  private endSend(id: string, outcome: Exclude<SendOutcome, { status: "retry" }>, sentAt: number, now: number): void {
+    const row = this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").toArray()[0];
+    const ended = this.sql
+      .exec<{ seq: number | null }>(
+        `UPDATE replies SET status = ?, error = ?, claimed_at = NULL, lease_until = NULL, retry_at = NULL, updated_at = ? WHERE id = ? AND ${SENDS.open} RETURNING seq`,
+        outcome.status,
+        outcome.status === "sent" ? null : JSON.stringify(outcome.error),
+        now,
         id,
       )
       .toArray()[0];
-    if (!row || row.status === "sent" || row.status === "failed") return { state: "done" };
-    const busy = row.status === "sending" ? leaseLeft(row.claimed_at, leaseMs, now) : 0;
-    if (busy > 0) return { state: "busy", retryInMs: busy };
-    this.sql.exec(
-      "UPDATE replies SET status = 'sending', attempts = attempts + 1, claimed_at = ?, updated_at = ? WHERE id = ?",
-      now,
-      now,
-      id,
-    );
-    return { state: "claimed", attempts: row.attempts + 1, request: JSON.parse(row.request) as ReplyRequest };
-  }
-
-  /** Records a send attempt's outcome, and what it tells about the window. */
-  finishSend(id: string, outcome: SendOutcome): ReplyState | null {
-    const now = Date.now();
-    const row = this.sql
-      .exec<{ status: ReplyStatus; claimed_at: number | null }>("SELECT status, claimed_at FROM replies WHERE id = ?", id)
-      .toArray()[0];
-    if (!row || row.status === "sent" || row.status === "failed") return this.replyState(id);
-    const status: ReplyStatus = outcome.status === "retry" ? "queued" : outcome.status;
-    const error = outcome.status === "sent" ? null : JSON.stringify(outcome.error);
-    this.sql.exec("UPDATE replies SET status = ?, error = ?, claimed_at = NULL, updated_at = ? WHERE id = ?", status, error, now, id);
+    if (!ended || !row) return;
+    const next = nextInLine(this.sql, SENDS, ended.seq);
+    if (next && this.waiting.delete(`sends:${next}`)) this.handOn("sends", next);
     if (outcome.status === "failed") {
       let window = this.window();
       // A refusal speaks of the window the send was made in: not of one the user opened since.
-      const sameWindow = window.grantedAt <= (row.claimed_at ?? now);
+      const sameWindow = window.grantedAt <= sentAt;
       if (outcome.window === "exhausted" && sameWindow) window = exhaust(window);
       else if (outcome.window === "closed" && sameWindow) window = closeWindow(window, now);
       else if (outcome.release) window = releaseReply(window, now);
       this.saveWindow(window);
     }
-    return this.replyState(id);
+    if (this.notifies()) {
+      void this.handOff({ target: "forwards", job: { app: row.app, openid: row.openid, event: outcome.status === "sent" ? "message.sent" : "message.failed", id } });
+    }
   }
 
   reply(id: string): (ReplyState & ReplyRequest) | null {
@@ -386,8 +581,8 @@ export class Conversation extends DurableObject<Env> {
     };
     const [inWhere, inParams] = after("in", "received_at", "key");
     const inbound = this.sql
-      .exec<{ key: string; received_at: number; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null }>(
-        `SELECT key, received_at, message, forward, forward_attempts, forward_error FROM messages ${inWhere} ORDER BY received_at DESC, key DESC LIMIT ?`,
+      .exec<{ key: string; received_at: number; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null; forward_seq: number | null }>(
+        `SELECT key, received_at, message, forward, forward_attempts, forward_error, forward_seq FROM messages ${inWhere} ORDER BY received_at DESC, key DESC LIMIT ?`,
         ...inParams,
         limit + 1,
       )
@@ -399,7 +594,12 @@ export class Conversation extends DurableObject<Env> {
           at: new Date(row.received_at).toISOString(),
           message: JSON.parse(row.message) as Message,
           ...(row.forward && {
-            forward: { status: row.forward, attempts: row.forward_attempts, ...(row.forward_error && { error: row.forward_error }) },
+            forward: {
+              status: row.forward,
+              ...(row.forward_seq !== null && { seq: row.forward_seq }),
+              attempts: row.forward_attempts,
+              ...(row.forward_error && { error: row.forward_error }),
+            },
           }),
         },
       }));
@@ -428,12 +628,18 @@ export class Conversation extends DurableObject<Env> {
 
   // ---- the alarm: retry hand-offs, then forget old history ----------------------------------
 
+  /** Never throws: a failed alarm would be retried by the platform for nothing, and log nothing of ours. */
   override async alarm(): Promise<void> {
     this.alarmAt = null; // this one has fired
-    if (!this.recovered) this.recover();
-    const retryAt = await this.outbox.retryKept();
-    this.forgetOldHistory(Date.now());
-    this.scheduleAlarm(retryAt);
+    try {
+      if (!this.recovered) this.recover();
+      const retryAt = await this.outbox.retryKept();
+      if (await this.forgetOldHistory(Date.now())) return;
+      this.scheduleAlarm(retryAt);
+    } catch (error) {
+      log("alarm_error", { reason: String(error) });
+      this.setAlarm(Date.now() + HANDOFF_GUARD_MS);
+    }
   }
 
   /**
@@ -497,17 +703,33 @@ export class Conversation extends DurableObject<Env> {
     }).finally(() => (this.listing = false));
   }
 
-  private forgetOldHistory(now: number): void {
+  /**
+   * Deletes history older than the retention. When nothing is left (and nothing is owed), the
+   * Directory forgets the conversation and its storage is deleted whole: an idle conversation
+   * costs nothing. True when it was.
+   */
+  private async forgetOldHistory(now: number): Promise<boolean> {
     const cutoff = now - this.retentionMs();
     const forgotten =
       this.sql.exec("DELETE FROM messages WHERE received_at < ?", cutoff).rowsWritten +
       this.sql.exec("DELETE FROM replies WHERE created_at < ? AND status IN ('sent', 'failed')", cutoff).rowsWritten;
     const left = this.sql.exec<{ n: number }>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM replies) AS n").one().n;
-    if (forgotten > 0 && left === 0) {
-      void this.handOff({ target: "directory", at: null }, () => {
-        this.sql.exec("UPDATE conversation SET listed_at = NULL");
-      });
+    if (forgotten === 0 || left > 0) return false;
+    const meta = this.sql.exec<{ app: string; openid: string }>("SELECT app, openid FROM conversation").toArray()[0];
+    if (this.outbox.inFlight > 0 || this.outbox.kept > 0 || !meta) return false;
+    try {
+      await this.env.DIRECTORY.getByName(meta.app).forget(meta.openid);
+    } catch (error) {
+      log("outbox_retry", { target: "directory", attempts: 1, reason: String(error) });
+      void this.handOff({ target: "directory", at: null }, () => this.sql.exec("UPDATE conversation SET listed_at = NULL"));
+      return false;
     }
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.alarmAt = null;
+    this.createTables();
+    log("conversation_forgotten", { app: meta.app });
+    return true;
   }
 
   /**
@@ -543,27 +765,44 @@ export class Conversation extends DurableObject<Env> {
     return true;
   }
 
-  private state(): { window: ReplyWindow; listedAt: number | null } {
+  private state(): { window: ReplyWindow; listedAt: number | null; seq: Sequences } {
     const row = this.sql
-      .exec<{ window_expires_at: number; replies_remaining: number; replies_allowed: number; window_granted_at: number; listed_at: number | null }>(
-        "SELECT window_expires_at, replies_remaining, replies_allowed, window_granted_at, listed_at FROM conversation",
+      .exec<{
+        window_expires_at: number;
+        replies_remaining: number;
+        replies_allowed: number;
+        window_granted_at: number;
+        window_grant_at: number;
+        listed_at: number | null;
+        forward_seq: number;
+        reply_seq: number;
+      }>(
+        "SELECT window_expires_at, replies_remaining, replies_allowed, window_granted_at, window_grant_at, listed_at, forward_seq, reply_seq FROM conversation",
       )
       .toArray()[0];
     return row
       ? {
-          window: { expiresAt: row.window_expires_at, remaining: row.replies_remaining, allowance: row.replies_allowed, grantedAt: row.window_granted_at },
+          window: {
+            expiresAt: row.window_expires_at,
+            remaining: row.replies_remaining,
+            allowance: row.replies_allowed,
+            grantedAt: row.window_granted_at,
+            grantAt: row.window_grant_at,
+          },
           listedAt: row.listed_at,
+          seq: { forward: row.forward_seq, reply: row.reply_seq },
         }
-      : { window: closedWindow, listedAt: null };
+      : { window: closedWindow, listedAt: null, seq: { forward: 0, reply: 0 } };
   }
 
-  /** The conversation row in one write: who it is, when it was last active, and its window. */
-  private save(app: string, openid: string, window: ReplyWindow, now: number): void {
+  /** The conversation row in one write: who it is, when it was last active, its window and its sequences. */
+  private save(app: string, openid: string, window: ReplyWindow, now: number, seq: Sequences): void {
     this.sql.exec(
-      `INSERT INTO conversation (id, app, openid, last_active_at, window_expires_at, replies_remaining, replies_allowed, window_granted_at)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO conversation (id, app, openid, last_active_at, window_expires_at, replies_remaining, replies_allowed, window_granted_at, window_grant_at, forward_seq, reply_seq)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET last_active_at = excluded.last_active_at, window_expires_at = excluded.window_expires_at,
-         replies_remaining = excluded.replies_remaining, replies_allowed = excluded.replies_allowed, window_granted_at = excluded.window_granted_at`,
+         replies_remaining = excluded.replies_remaining, replies_allowed = excluded.replies_allowed, window_granted_at = excluded.window_granted_at,
+         window_grant_at = excluded.window_grant_at, forward_seq = excluded.forward_seq, reply_seq = excluded.reply_seq`,
       app,
       openid,
       now,
@@ -571,12 +810,22 @@ export class Conversation extends DurableObject<Env> {
       window.remaining,
       window.allowance,
       window.grantedAt,
+      window.grantAt,
+      seq.forward,
+      seq.reply,
     );
   }
 
-  /** How long history is kept (KEFU_HISTORY_DAYS), in ms. */
+  /** How long history is kept (KEFU_HISTORY_DAYS), in ms; the default while the configuration is invalid (the alarm never throws). */
   private retentionMs(): number {
-    return requireConfig(this.env).historyRetentionDays * DAY;
+    const config = readConfig(this.env);
+    return (config.ok ? config.config.historyRetentionDays : DEFAULT_RETENTION_DAYS) * DAY;
+  }
+
+  /** Whether reply status events go to the webhook: it is set (or the configuration cannot tell yet). */
+  private notifies(): boolean {
+    const config = readConfig(this.env);
+    return !config.ok || config.config.webhook !== undefined;
   }
 
   private window(): ReplyWindow {
@@ -585,17 +834,23 @@ export class Conversation extends DurableObject<Env> {
 
   private saveWindow(window: ReplyWindow): void {
     this.sql.exec(
-      "UPDATE conversation SET window_expires_at = ?, replies_remaining = ?, replies_allowed = ?, window_granted_at = ?",
+      "UPDATE conversation SET window_expires_at = ?, replies_remaining = ?, replies_allowed = ?, window_granted_at = ?, window_grant_at = ?",
       window.expiresAt,
       window.remaining,
       window.allowance,
       window.grantedAt,
+      window.grantAt,
     );
   }
 
-  /** Replies reserved but not yet answered by the platform. */
-  private inFlight(): number {
-    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM replies WHERE status IN ('queued', 'sending')").one().n;
+  /**
+   * Replies that count against a grant made at `at`: the platform counts every send it gets after
+   * the user's action, so those sent since, and those reserved but not yet sent.
+   */
+  private repliesSince(at: number): number {
+    return this.sql
+      .exec<{ n: number }>("SELECT count(*) AS n FROM replies WHERE status IN ('queued', 'sending') OR (status = 'sent' AND updated_at >= ?)", at)
+      .one().n;
   }
 
   private replyState(id: string): ReplyState | null {
@@ -659,9 +914,45 @@ function compareCursors(a: HistoryCursor, b: HistoryCursor): number {
   return a.at - b.at || a.direction.localeCompare(b.direction) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
-/** How long the current claim still holds, in ms (0: no claim, or it lapsed: its holder died). */
-function leaseLeft(claimedAt: number | null, leaseMs: number, now: number): number {
-  return claimedAt === null ? 0 : Math.max(0, claimedAt + leaseMs - now);
+/** The last number given to a forward and to a reply of this conversation. */
+interface Sequences {
+  forward: number;
+  reply: number;
+}
+
+/** Columns added since the tables were first created (CREATE TABLE IF NOT EXISTS keeps old ones as they were). */
+const ADDED_COLUMNS: Record<string, [string, string][]> = {
+  conversation: [
+    ["window_grant_at", "INTEGER NOT NULL DEFAULT 0"],
+    ["forward_seq", "INTEGER NOT NULL DEFAULT 0"],
+    ["reply_seq", "INTEGER NOT NULL DEFAULT 0"],
+  ],
+  messages: [
+    ["forward_seq", "INTEGER"],
+    ["forward_lease_until", "INTEGER"],
+    ["forward_retry_at", "INTEGER"],
+    ["forward_failing_since", "INTEGER"],
+  ],
+  replies: [
+    ["seq", "INTEGER"],
+    ["lease_until", "INTEGER"],
+    ["retry_at", "INTEGER"],
+    ["failing_since", "INTEGER"],
+  ],
+};
+
+function addMissingColumns(sql: SqlStorage): void {
+  const present = new Set(
+    sql
+      .exec<{ t: string; name: string }>(
+        "SELECT m.name AS t, p.name AS name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name IN ('conversation', 'messages', 'replies')",
+      )
+      .toArray()
+      .map((row) => `${row.t}.${row.name}`),
+  );
+  for (const [table, columns] of Object.entries(ADDED_COLUMNS)) {
+    for (const [name, type] of columns) if (!present.has(`${table}.${name}`)) sql.exec(`ALTER TABLE ${table} ADD COLUMN ${name} ${type}`);
+  }
 }
 
 /** The conversation of `openid` in `app`. */

@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
+import { conversation, type TroubledForward } from "./conversation.ts";
 
 export interface DirectoryPage {
   conversations: { openid: string; lastActiveAt: string }[];
@@ -21,7 +22,65 @@ export class Directory extends DurableObject<Env> {
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS conversations (openid TEXT PRIMARY KEY, last_active_at INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS by_activity ON conversations (last_active_at DESC, openid DESC);
+      CREATE TABLE IF NOT EXISTS failing_forwards (openid TEXT NOT NULL, key TEXT NOT NULL, msg_id TEXT, PRIMARY KEY (openid, key)) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS failing_by_msg_id ON failing_forwards (msg_id);
     `);
+  }
+
+  // ---- forwards that failed: listed and re-driven from here; their state lives in the conversation
+
+  /** A forward's attempt failed (the first time): it is listed until it is delivered or forgotten. */
+  forwardFailing(openid: string, key: string, msgId: string | null): void {
+    this.sql.exec("INSERT INTO failing_forwards (openid, key, msg_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", openid, key, msgId);
+  }
+
+  /**
+   * The app's forwards that failed at least once, as their conversations have them now; those
+   * since delivered (or forgotten) leave the list.
+   */
+  async forwards(app: string, status: "pending" | "failed", limit: number): Promise<TroubledForward[]> {
+    const found: TroubledForward[] = [];
+    for (const [openid, keys] of this.byConversation()) {
+      const states = await conversation(this.env, app, openid).forwardStates(keys);
+      for (const key of keys) {
+        const state = states.find((s) => s.key === key);
+        if (!state || state.status === "delivered" || state.status === "skipped") this.sql.exec("DELETE FROM failing_forwards WHERE openid = ? AND key = ?", openid, key);
+      }
+      found.push(...states.filter((s) => s.status === status));
+      if (found.length >= limit) break;
+    }
+    return found.slice(0, limit);
+  }
+
+  /** A forward that had failed was delivered: it leaves the list, and the app's failed ones are queued again. */
+  async recovered(app: string, openid: string, key: string): Promise<{ redriven: number }> {
+    this.sql.exec("DELETE FROM failing_forwards WHERE openid = ? AND key = ?", openid, key);
+    return this.redrive(app);
+  }
+
+  /** Queues the app's failed forwards again (those of `msgIds` only, when given). */
+  async redrive(app: string, msgIds?: string[]): Promise<{ redriven: number; notFound: string[] }> {
+    const wanted = msgIds && new Set(msgIds);
+    let redriven = 0;
+    const done = new Set<string>();
+    for (const [openid, keys] of this.byConversation(msgIds)) {
+      const again = await conversation(this.env, app, openid).redriveForwards(keys);
+      redriven += again.length;
+      for (const forward of again) if (forward.msgId) done.add(forward.msgId);
+    }
+    return { redriven, notFound: wanted ? [...wanted].filter((id) => !done.has(id)) : [] };
+  }
+
+  private byConversation(msgIds?: string[]): Map<string, string[]> {
+    const rows = msgIds
+      ? this.sql.exec<{ openid: string; key: string }>(
+          "SELECT openid, key FROM failing_forwards WHERE msg_id IN (SELECT value FROM json_each(?))",
+          JSON.stringify(msgIds),
+        )
+      : this.sql.exec<{ openid: string; key: string }>("SELECT openid, key FROM failing_forwards");
+    const grouped = new Map<string, string[]>();
+    for (const { openid, key } of rows) grouped.set(openid, [...(grouped.get(openid) ?? []), key]);
+    return grouped;
   }
 
   touch(openid: string, at: number): void {

@@ -1,5 +1,5 @@
-import { backoffSeconds } from "../dispatch/backoff.ts";
-import type { ForwardJob, SendJob } from "../dispatch/jobs.ts";
+import { backoffSeconds } from "../backoff.ts";
+import type { ForwardJob, SendJob } from "./jobs.ts";
 import { log } from "../log.ts";
 
 /** Work a conversation hands on once the change that causes it is committed. */
@@ -8,6 +8,13 @@ export type Handoff =
   | { target: "sends"; job: SendJob }
   /** `at` null: the conversation has forgotten everything, drop it from the directory. */
   | { target: "directory"; at: number | null };
+
+/**
+ * How often a kept item is retried (with backoff up to a minute: about an hour in all) before it
+ * is dropped with a final log line. What it was for stays in the conversation's state (a pending
+ * forward, a queued reply), which the next guard alarm or a re-drive hands on again.
+ */
+export const HANDOFF_ATTEMPTS = 64;
 
 /**
  * Hands work on straight after the commit that caused it, without an alarm in between; keeps in
@@ -69,6 +76,11 @@ export class Outbox {
         this.sql.exec("DELETE FROM handoffs WHERE seq = ?", row.seq);
       } catch (error) {
         const attempts = row.attempts + 1;
+        if (attempts >= HANDOFF_ATTEMPTS) {
+          this.sql.exec("DELETE FROM handoffs WHERE seq = ?", row.seq);
+          log("outbox_gave_up", { target: item.target, attempts, reason: String(error) });
+          continue;
+        }
         this.sql.exec("UPDATE handoffs SET attempts = ? WHERE seq = ?", attempts, row.seq);
         retryAt = Math.min(retryAt ?? Infinity, Date.now() + backoffSeconds(attempts, 1, 60) * 1000);
         log("outbox_retry", { target: item.target, attempts, reason: String(error) });

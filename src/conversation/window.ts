@@ -12,9 +12,11 @@ export interface ReplyWindow {
   allowance: number;
   /** When the last user action granted replies (epoch ms): a platform refusal of an older send does not apply to a newer grant. */
   grantedAt: number;
+  /** The platform time of the newest user action applied (epoch ms): an older one arriving late changes nothing. */
+  grantAt: number;
 }
 
-export const closedWindow: ReplyWindow = { expiresAt: 0, remaining: 0, allowance: 0, grantedAt: 0 };
+export const closedWindow: ReplyWindow = { expiresAt: 0, remaining: 0, allowance: 0, grantedAt: 0, grantAt: 0 };
 
 export function isOpen(window: ReplyWindow, now: number): boolean {
   return now < window.expiresAt;
@@ -36,15 +38,20 @@ export function quotaOf(window: ReplyWindow, now: number): Quota {
  * A user action's grant applied at `at`. The platforms do not add allowances up (WeChat's doc:
  * 条数不累加, 更新为当前可下发条数限制的最大值…最长有效时间): the count becomes the larger of what
  * is left and what the action allows, the deadline the later of the two.
- * Replies already reserved but not yet sent will count against the new allowance when they go out.
+ * `counted`: replies the platform counts against this grant (sent since `at`, or reserved and yet to
+ * be sent): a grant that arrives late must not hand out again what was sent in the meantime.
  */
-export function applyGrant(window: ReplyWindow, grant: ReplyGrant, at: number, inFlight: number, recordedAt = at): ReplyWindow {
+export function applyGrant(window: ReplyWindow, grant: ReplyGrant, at: number, counted: number, recordedAt = at): ReplyWindow {
+  // A late copy of an older action: the platform applied it before the newer one, whose count and
+  // deadline are already in force (and replies since were counted against them). It adds nothing.
+  if (at < window.grantAt) return window;
   const current = isOpen(window, at) ? window : closedWindow;
   return {
     expiresAt: Math.max(current.expiresAt, at + grant.seconds * 1000),
-    remaining: Math.max(current.remaining, grant.replies - inFlight, 0),
+    remaining: Math.max(current.remaining, grant.replies - counted, 0),
     allowance: Math.max(current.allowance, grant.replies),
     grantedAt: recordedAt,
+    grantAt: at,
   };
 }
 

@@ -1,42 +1,56 @@
-import { requireConfig } from "../app-config.ts";
 import type { AppConfig, Config } from "../config.ts";
 import { conversation, type SendOutcome } from "../conversation/conversation.ts";
-import type { ReplyRequest } from "../conversation/reply.ts";
+import type { ReplyError, ReplyRequest } from "../protocol/reply.ts";
 import type { Env } from "../env.ts";
 import { shortOpenid } from "../log.ts";
-import { busy, consume } from "./consume.ts";
-import type { SendJob } from "./jobs.ts";
+import { configFor, consume, later, retryDelay } from "./consume.ts";
+import type { SendJob } from "../conversation/jobs.ts";
 import { tokenSource } from "./tokens.ts";
-import { appByName } from "../tp/apps.ts";
 
 const describe = (job: SendJob) => ({ app: job.app, openid: shortOpenid(job.openid), id: job.id });
 
+/** What one attempt came to; kefu-edge decides when (and whether) a "retry" is tried again. */
+type Attempted = Exclude<SendOutcome, { status: "retry" }> | { status: "retry"; error: ReplyError };
+
 /**
  * The SENDS consumer: delivers each reserved reply through the platform's send API and records the
- * outcome in the conversation. Queues deliver at least once: each attempt is claimed first, and a
- * reply already final is skipped.
+ * outcome in the conversation. Queues deliver at least once: each attempt is claimed first, a reply
+ * already final is skipped, and a reply waits while an earlier one to the same user is not final.
  */
 export async function sendBatch(batch: MessageBatch<SendJob>, env: Env): Promise<void> {
-  const config = requireConfig(env);
-  // A claim outlives the slowest attempt: a token fetch and two send calls.
-  const leaseMs = config.callTimeoutMs * 3 + 5_000;
-  await consume(batch, config, "dispatch", describe, async ({ app: appName, openid, id }) => {
+  await consume(batch, env.SENDS, "dispatch", describe, async ({ app: appName, openid, id }) => {
+    const found = configFor(env, appName);
+    if (!found.ok) return found.settled;
+    const { config, app } = found;
+    // A claim outlives the slowest attempt: a token fetch, a send, a refresh and a second send.
+    const leaseMs = config.callTimeoutMs * 4 + 5_000;
     const stub = conversation(env, appName, openid);
     const claim = await stub.beginSend(id, leaseMs);
     if (claim.state === "done") return { done: true, fields: { outcome: "duplicate" } };
-    if (claim.state === "busy") return busy(claim.retryInMs);
-    const app = appByName(config, appName);
-    const outcome: SendOutcome = app
+    if (claim.state !== "claimed") return later(claim.retryInMs, claim.state);
+    const attempted: Attempted = app
       ? await deliver(env, config, app, openid, claim.request)
       : { status: "failed", release: true, error: { code: "unknown_app", message: `app ${appName} is no longer configured` } };
-    await stub.finishSend(id, outcome);
-    if (outcome.status === "retry") return { done: false, fields: { outcome: "retry", error: outcome.error } };
-    return { done: true, fields: { outcome: outcome.status, ...(outcome.status === "failed" && { error: outcome.error }) } };
+    const outcome = decide(attempted, claim.attempts, config);
+    await stub.finishSend(id, claim.token, outcome);
+    const fields = { outcome: outcome.status, attempt: claim.attempts, ...(outcome.status !== "sent" && { error: outcome.error }) };
+    if (outcome.status === "retry") return { done: false, delaySeconds: Math.ceil((outcome.retryAt - Date.now()) / 1000), fields };
+    return { done: true, fields };
   });
 }
 
+/** A retry while attempts are left (KEFU_SEND_ATTEMPTS), after a backoff; then failed, with the slot given back. */
+function decide(attempted: Attempted, attempts: number, config: Config): SendOutcome {
+  if (attempted.status !== "retry") return attempted;
+  if (attempts >= config.sendAttempts) {
+    const { platformCode, message } = attempted.error;
+    return { status: "failed", release: true, error: { code: "retries_exhausted", platformCode, message: `gave up after ${attempts} attempts: ${message}` } };
+  }
+  return { ...attempted, retryAt: Date.now() + retryDelay(config, attempts) * 1000 };
+}
+
 /** One send attempt: a token, the platform call, and one refresh-and-retry if the token was refused. */
-async function deliver(env: Env, config: Config, app: AppConfig, openid: string, request: ReplyRequest): Promise<SendOutcome> {
+async function deliver(env: Env, config: Config, app: AppConfig, openid: string, request: ReplyRequest): Promise<Attempted> {
   const tokens = tokenSource(env, app);
   const base = config.apiBase[app.platform];
   let rejected: string | undefined;
@@ -79,16 +93,15 @@ async function deliver(env: Env, config: Config, app: AppConfig, openid: string,
   throw new Error("unreachable");
 }
 
-/** Sends that ran out of retries: failed, with the last error, and their slot given back. */
+/**
+ * Sends the queue gave up on (the conversation kept failing to answer): failed, with the last
+ * error, and their slot given back; never while a send of the reply is under way. Needs no
+ * configuration.
+ */
 export async function sendDeadLetters(batch: MessageBatch<SendJob>, env: Env): Promise<void> {
-  await consume(batch, requireConfig(env), "dispatch", describe, async ({ app, openid, id }) => {
-    const stub = conversation(env, app, openid);
-    const last = (await stub.reply(id))?.error;
-    await stub.finishSend(id, {
-      status: "failed",
-      release: true,
-      error: { code: "retries_exhausted", platformCode: last?.platformCode, message: `gave up after retries: ${last?.message ?? "unknown error"}` },
-    });
+  await consume(batch, undefined, "dispatch", describe, async ({ app, openid, id }) => {
+    const ended = await conversation(env, app, openid).giveUpSend(id);
+    if (ended.state === "busy") return later(ended.retryInMs, "busy");
     return { done: true, fields: { outcome: "failed", reason: "retries exhausted" } };
   });
 }

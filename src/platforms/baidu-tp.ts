@@ -1,4 +1,4 @@
-import type { Reply } from "../conversation/reply.ts";
+import type { Reply } from "../protocol/reply.ts";
 import { baidu, baiduSendRequest } from "./baidu.ts";
 import { field, type PlatformRules } from "./platform.ts";
 

@@ -1,4 +1,4 @@
-import type { Reply } from "../conversation/reply.ts";
+import type { Reply } from "../protocol/reply.ts";
 import type { PlatformAnswer, PlatformRules, SendVerdict } from "./platform.ts";
 import { accessToken, field } from "./platform.ts";
 

@@ -1,4 +1,4 @@
-import type { Reply } from "../conversation/reply.ts";
+import type { Reply } from "../protocol/reply.ts";
 import type { Message, Platform } from "../protocol/codec.ts";
 
 /** What a user action allows: this many replies within this many seconds. */

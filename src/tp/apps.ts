@@ -2,6 +2,7 @@ import type { AppConfig, AuthorizationState, Config, ThirdPartyConfig } from "..
 import type { Env } from "../env.ts";
 import { baiduTp } from "../platforms/baidu-tp.ts";
 import { KefuError } from "../protocol/errors.ts";
+import { requireApp } from "../app-config.ts";
 
 /**
  * A mini program authorized to a third-party platform is an app like any other, named
@@ -47,7 +48,8 @@ export async function findApp(env: Env, config: Config, name: string): Promise<A
   return state ? tpApp(config.thirdParties.get(app.thirdParty.platform)!, app.thirdParty.appId, state) : undefined;
 }
 
-export async function resolveApp(env: Env, config: Config, name: string): Promise<AppConfig> {
+export async function resolveApp(env: Env, config: Config, name: string, problems: "hidden" | "shown" = "hidden"): Promise<AppConfig> {
+  if (config.brokenApps.has(name)) return requireApp(config, name, problems); // 503 config_invalid
   const app = await findApp(env, config, name);
   if (!app) {
     const why = TP_APP_NAME.test(name) ? "in KEFU_APPS, nor a mini program authorized to a platform of KEFU_THIRD_PARTY" : "in KEFU_APPS";

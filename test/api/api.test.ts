@@ -1,6 +1,6 @@
 import { createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import type { SendJob } from "../../src/dispatch/jobs.ts";
+import type { SendJob } from "../../src/conversation/jobs.ts";
 import { sendBatch } from "../../src/dispatch/send.ts";
 import { refreshAt, type AccessTokens } from "../../src/dispatch/tokens.ts";
 import { api, env, sleep, standIn, standInRequests, uniqueId, userWrites } from "../helpers.ts";
@@ -286,7 +286,7 @@ describe("outcomes", () => {
     expect(wechat.final).toMatchObject({ status: "sent", attempts: 2 });
   });
 
-  it("gives up after the retries, through the dead-letter queue, and releases the slot", async () => {
+  it("gives up after KEFU_SEND_ATTEMPTS attempts (4 in the tests) and releases the slot", async () => {
     const { openid, final } = await scripted("bd-shop", "baidu", Array(4).fill({ status: 503 }));
     expect(final).toMatchObject({ status: "failed", attempts: 4, error: { code: "retries_exhausted" } });
     expect(final.error.message).toMatch(/HTTP 503/);

@@ -46,6 +46,9 @@ async function burst(request: () => Request, count: number, workerEnv: Env) {
   return Promise.all(responses.map(async (r) => `${r.status} ${await r.text()}`));
 }
 
+const listed = async (openid: string) =>
+  (await env.DIRECTORY.getByName("bd-shop").list(1000)).conversations.find((c) => c.openid === openid)?.lastActiveAt;
+
 describe("exactly once", () => {
   for (const [label, kv] of [
     ["with KV", env.DEDUPE],
@@ -149,7 +152,7 @@ describe("forwarding", () => {
     expect(new Set(deliveries.map((d) => d.headers["webhook-id"])).size).toBe(1);
   });
 
-  it("marks a forward failed, visibly, when retries run out (dead-letter queue)", async () => {
+  it("marks a forward failed, visibly, when its attempts (KEFU_FORWARD_ATTEMPTS) run out", async () => {
     const fields = textPush({ ToUserName: bd.appId });
     const openid = fields.FromUserName as string;
     await standIn("/script", { platform: "webhook", match: openid, responses: Array(4).fill({ status: 500 }) });
@@ -157,7 +160,8 @@ describe("forwarding", () => {
     await vi.waitFor(
       async () => {
         const snapshot = await conversation(env, "bd-shop", openid).snapshot();
-        expect(received(snapshot!.history)[0]!.forward).toMatchObject({ status: "failed", error: "gave up: retries exhausted" });
+        // KEFU_FORWARD_ATTEMPTS is 4 in the tests
+        expect(received(snapshot!.history)[0]!.forward).toMatchObject({ status: "failed", attempts: 4, error: "gave up after 4 attempts: webhook answered HTTP 500" });
       },
       { timeout: 8000, interval: 100 },
     );
@@ -190,13 +194,15 @@ describe("reply window in the Durable Object", () => {
     await burst(sealed(first), 1, env);
     const stub = conversation(env, "bd-shop", openid);
     const id = uniqueId("rpl");
-    await runInDurableObject(stub, async (instance: Conversation) => {
+    const token = await runInDurableObject(stub, async (instance: Conversation) => {
       expect(instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "hi" } }).ok).toBe(true);
-      expect(instance.beginSend(id, 60_000).state).toBe("claimed");
+      const claim = instance.beginSend(id, 60_000);
+      if (claim.state !== "claimed") throw new Error("not claimed");
+      return claim.token;
     });
     await sleep(5);
     await burst(sealed(textPush({ ToUserName: bd.appId, FromUserName: openid })), 1, env); // a new 48 h window
-    await stub.finishSend(id, { status: "failed", release: false, window: "exhausted", error: { code: "quota_exhausted", platformCode: 90001, message: "" } });
+    await stub.finishSend(id, token, { status: "failed", release: false, window: "exhausted", error: { code: "quota_exhausted", platformCode: 90001, message: "" } });
     expect((await stub.quota()).remaining).toBe(4); // 5, less the one in flight when the user wrote
   });
 
@@ -207,10 +213,16 @@ describe("reply window in the Durable Object", () => {
     const id = uniqueId("rpl");
     await runInDurableObject(conversation(env, "bd-shop", openid), async (instance: Conversation) => {
       instance.reserveReply("bd-shop", openid, id, { reply: { type: "text", content: "hi" } });
-      expect(instance.beginSend(id, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });
+      const first = instance.beginSend(id, 50);
+      expect(first).toMatchObject({ state: "claimed", attempts: 1 });
       expect(instance.beginSend(id, 60_000)).toMatchObject({ state: "busy" });
-      expect(instance.beginSend(id, 0)).toMatchObject({ state: "claimed", attempts: 2 });
-      instance.finishSend(id, { status: "sent" });
+      await sleep(60); // the first claim lapses
+      const second = instance.beginSend(id, 60_000);
+      expect(second).toMatchObject({ state: "claimed", attempts: 2 });
+      if (first.state !== "claimed" || second.state !== "claimed") throw new Error("not claimed");
+      // The lapsed holder's result is not recorded: the second holder's is.
+      expect(instance.finishSend(id, first.token, { status: "sent" })).toMatchObject({ status: "sending" });
+      expect(instance.finishSend(id, second.token, { status: "sent" })).toMatchObject({ status: "sent" });
       expect(instance.beginSend(id, 0)).toEqual({ state: "done" });
     });
   });
@@ -235,17 +247,27 @@ describe("reply window in the Durable Object", () => {
     await burst(sealed(fields), 1, env);
     const stub = conversation(env, "bd-shop", openid);
     await vi.waitFor(async () => expect(received((await stub.snapshot())!.history)[0]!.forward!.status).toBe("delivered"));
+    await vi.waitFor(async () => expect(await listed(openid)).toBeDefined());
     await runInDurableObject(stub, (_instance, state) => {
       state.storage.sql.exec("UPDATE messages SET received_at = received_at - 8 * 86400000");
     });
     await runDurableObjectAlarm(stub);
-    expect((await stub.snapshot())!.history).toEqual([]);
+    expect(await stub.snapshot()).toBeNull();
+    // Nothing left: the storage is deleted whole (no rows, no alarm), and the Directory forgets it.
+    await runInDurableObject(stub, async (_instance, state) => {
+      for (const table of ["messages", "replies", "conversation", "handoffs"]) {
+        expect(state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n).toBe(0);
+      }
+      expect(await state.storage.getAlarm()).toBeNull();
+    });
+    expect(await listed(openid)).toBeUndefined();
+    // And it works again as new when the user comes back.
+    await burst(sealed(textPush({ ToUserName: bd.appId, FromUserName: openid })), 1, env);
+    expect(received((await stub.snapshot())!.history)).toHaveLength(1);
   });
 });
 
 describe("work per push", () => {
-  const listed = async (openid: string) =>
-    (await env.DIRECTORY.getByName("bd-shop").list(1000)).conversations.find((c) => c.openid === openid)?.lastActiveAt;
 
   it("tells the Directory of a new conversation, not of a second push within the quiet period, again after it", async () => {
     const first = textPush({ ToUserName: bd.appId });
@@ -290,15 +312,15 @@ describe("work per push", () => {
       instance.accept(message, { forward: false });
       state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
       const key = `msg:${fields.MsgId}`;
-      const claim = instance.claimForward(key, 60_000);
+      const claim = instance.claimForward(key, 60_000, 60_000);
       expect(claim).toMatchObject({ state: "claimed", attempts: 1 });
-      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "busy" });
+      expect(instance.claimForward(key, 60_000, 60_000)).toMatchObject({ state: "busy" });
       if (claim.state !== "claimed") throw new Error("not claimed");
-      claim.attempt.finish("pending", "webhook answered HTTP 503");
-      const again = instance.claimForward(key, 60_000);
+      claim.attempt.finish({ status: "pending", error: "webhook answered HTTP 503", retryAt: Date.now() });
+      const again = instance.claimForward(key, 60_000, 60_000);
       expect(again).toMatchObject({ state: "claimed", attempts: 2 });
-      if (again.state === "claimed") again.attempt.finish("delivered");
-      expect(instance.claimForward(key, 60_000)).toEqual({ state: "done" });
+      if (again.state === "claimed") again.attempt.finish({ status: "delivered" });
+      expect(instance.claimForward(key, 60_000, 60_000)).toEqual({ state: "done" });
     });
   });
 
@@ -386,11 +408,11 @@ describe("hand-off fallbacks", () => {
       const message = { platform: "baidu", app: "bd-shop", openid: fields.FromUserName, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "hi", raw: {} } as never;
       instance.accept(message, { forward: false });
       state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
-      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });
+      expect(instance.claimForward(key, 60_000, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });
     });
     await evictDurableObject(stub);
     await runInDurableObject(stub, (instance: Conversation, state) => {
-      expect(instance.claimForward(key, 60_000)).toMatchObject({ state: "busy" });
+      expect(instance.claimForward(key, 60_000, 60_000)).toMatchObject({ state: "busy" });
       state.storage.sql.exec("UPDATE messages SET forward = 'delivered'");
     });
   });
