@@ -9,7 +9,7 @@
 // `rowsRead` of every sql.exec, summed); queue operations (a message written, read — once per
 // delivery, so retries count — and deleted); and Worker requests (fetch) and queue invocations.
 
-import { DurableObject } from "cloudflare:workers";
+import type { DurableObject } from "cloudflare:workers";
 
 export interface Counters {
   workerRequests: number;

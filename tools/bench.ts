@@ -440,7 +440,10 @@ async function costOf(build: string, config: string, standIn: StandIn, workDir: 
     };
     await counters(base, true);
 
-    const unique = await drive(COST_CONCURRENCY, COST_PUSHES, (i) => postPush(base, (pushes[i] = newPush(i % 2 === 0 ? baiduApp! : wechatApp!, users))));
+    const unique = await drive(COST_CONCURRENCY, COST_PUSHES, (i) => {
+      pushes[i] = newPush(i % 2 === 0 ? baiduApp! : wechatApp!, users);
+      return postPush(base, pushes[i]);
+    });
     if (unique.errors) log(`  ${unique.errors} unique pushes failed: ${unique.firstError}`);
     await settle(base, async () => (await webhookCount()) >= COST_PUSHES);
     const uniqueCounts = await counters(base, true);

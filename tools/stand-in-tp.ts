@@ -57,13 +57,13 @@ export function createTpStandIn(deps: Deps): TpStandIn {
   const now = deps.now;
   const hex = () => randomBytes(16).toString('hex');
   const statsOf = (id: string) => {
-    let s = stats.get(id);
-    if (!s) stats.set(id, (s = { tokenFetches: 0, preAuthCodes: 0, exchanges: 0, refreshes: 0, reusedRefreshTokens: 0, retrieves: 0, appInfos: 0, sends: 0 }));
+    const s = stats.get(id) ?? { tokenFetches: 0, preAuthCodes: 0, exchanges: 0, refreshes: 0, reusedRefreshTokens: 0, retrieves: 0, appInfos: 0, sends: 0 };
+    stats.set(id, s);
     return s;
   };
   const platformOf = (clientId: string) => {
-    let p = platforms.get(clientId);
-    if (!p) platforms.set(clientId, (p = { tickets: [], tokenLimit: DEFAULT_TOKEN_LIMIT }));
+    const p = platforms.get(clientId) ?? { tickets: [], tokenLimit: DEFAULT_TOKEN_LIMIT };
+    platforms.set(clientId, p);
     return p;
   };
   const grantOf = (clientId: string, appId: string) => grants.get(`${clientId}/${appId}`);
@@ -123,7 +123,7 @@ export function createTpStandIn(deps: Deps): TpStandIn {
       if (platform && s.tokenFetches >= platform.tokenLimit) return ok({ error_code: 17, error_msg: 'Open api daily request limit reached' });
       s.tokenFetches++;
       // The error Baidu gives for a wrong ticket is not documented: an errno of our choosing.
-      if (!platform || !platform.tickets.includes(call.query.ticket ?? '')) return ok({ errno: 40001, msg: 'invalid ticket', data: {} });
+      if (!platform?.tickets.includes(call.query.ticket ?? '')) return ok({ errno: 40001, msg: 'invalid ticket', data: {} });
       const token = `42.${hex()}.standin`;
       platformTokens.set(token, { clientId, expiresAt: now() + PLATFORM_TOKEN_TTL * 1000 });
       return ok({ errno: 0, msg: 'success', data: { access_token: token, expires_in: PLATFORM_TOKEN_TTL, scope: 'smartapp_tp' } });
@@ -309,10 +309,16 @@ export function createTpStandIn(deps: Deps): TpStandIn {
       case 'POST /__standin/tp/expire': {
         let expired = 0;
         for (const token of accessTokens.values()) {
-          if (text('appId') && token.appId === text('appId')) (token.expiresAt = now() - 1), expired++;
+          if (text('appId') && token.appId === text('appId')) {
+            token.expiresAt = now() - 1;
+            expired++;
+          }
         }
         for (const token of platformTokens.values()) {
-          if (text('clientId') && token.clientId === text('clientId')) (token.expiresAt = now() - 1), expired++;
+          if (text('clientId') && token.clientId === text('clientId')) {
+            token.expiresAt = now() - 1;
+            expired++;
+          }
         }
         return ok({ expired });
       }

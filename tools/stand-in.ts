@@ -112,8 +112,8 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
   const key = (platform: string, id: string) => `${platform}:${id}`;
 
   function countersFor(match: string) {
-    let c = counters.get(match);
-    if (!c) counters.set(match, (c = { tokenFetches: 0, sends: 0, webhooks: 0 }));
+    const c = counters.get(match) ?? { tokenFetches: 0, sends: 0, webhooks: 0 };
+    counters.set(match, c);
     return c;
   }
 

@@ -50,7 +50,7 @@ type HeadRow = {
  * Claims one attempt of item `key`, or says why not. `holdMs`: how long a failing earlier item
  * may hold this one back (Infinity: until it is finished).
  */
-export function claim(sql: SqlStorage, lane: Lane, key: string, leaseMs: number, holdMs: number, now: number): Claim<{}> {
+export function claim(sql: SqlStorage, lane: Lane, key: string, leaseMs: number, holdMs: number, now: number): Claim<Record<never, never>> {
   const row = sql
     .exec<ClaimRow & { seq: number | null }>(
       `SELECT ${lane.attempts} AS attempts, ${lane.leaseUntil} AS lease_until, ${lane.seq} AS seq FROM ${lane.table} WHERE ${lane.key} = ? AND ${lane.open}`,

@@ -362,7 +362,7 @@ export class Conversation extends DurableObject<Env> {
     if (next && this.waiting.delete(`forwards:${next}`)) this.handOn("forwards", next);
   }
 
-  private noteWaiting(target: "forwards" | "sends", key: string, claimed: Claim<{}>): void {
+  private noteWaiting(target: "forwards" | "sends", key: string, claimed: Claim<Record<never, never>>): void {
     if (claimed.state !== "waiting") return void this.waiting.delete(`${target}:${key}`);
     if (this.waiting.size >= MARKED_KEYS_KEPT) this.waiting.clear(); // their jobs come back by themselves
     this.waiting.add(`${target}:${key}`);
@@ -738,8 +738,10 @@ export class Conversation extends DurableObject<Env> {
    */
   private scheduleAlarm(retryAt?: number): void {
     const now = Date.now();
-    if (this.outbox.inFlight > 0) return this.setAlarm(now + HANDOFF_GUARD_MS);
-    if (this.outbox.kept > 0) return this.setAlarm(retryAt ?? now);
+    if (this.outbox.inFlight > 0 || this.outbox.kept > 0) {
+      this.setAlarm(this.outbox.inFlight > 0 ? now + HANDOFF_GUARD_MS : (retryAt ?? now));
+      return;
+    }
     const oldest = this.sql
       .exec<{ t: number | null }>(
         "SELECT min(t) AS t FROM (SELECT min(received_at) AS t FROM messages UNION ALL SELECT min(created_at) FROM replies WHERE status IN ('sent', 'failed'))",

@@ -34,7 +34,7 @@ export function aesKey(encodingAesKey: string): AesKey {
   if (!isEncodingAesKey(encodingAesKey)) {
     throw new Error("EncodingAESKey must be 43 characters of [A-Za-z0-9]");
   }
-  const key = new Uint8Array(Buffer.from(encodingAesKey + "=", "base64"));
+  const key = new Uint8Array(Buffer.from(`${encodingAesKey}=`, "base64"));
   const result = { key, iv: key.subarray(0, 16) };
   keyCache.set(encodingAesKey, result);
   return result;
@@ -97,7 +97,10 @@ const ecbContexts = new WeakMap<Uint8Array, ReturnType<typeof createDecipheriv>>
 
 function decryptCbc(cipherText: Buffer, key: Uint8Array, iv: Uint8Array): Buffer {
   let ecb = ecbContexts.get(key);
-  if (!ecb) ecbContexts.set(key, (ecb = createDecipheriv("aes-256-ecb", key, null).setAutoPadding(false)));
+  if (!ecb) {
+    ecb = createDecipheriv("aes-256-ecb", key, null).setAutoPadding(false);
+    ecbContexts.set(key, ecb);
+  }
   const plain = ecb.update(cipherText); // whole blocks only (checked): nothing is held back
   for (let i = 0; i < 16; i++) plain[i]! ^= iv[i]!;
   for (let i = 16; i < plain.length; i++) plain[i]! ^= cipherText[i - 16]!;

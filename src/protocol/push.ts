@@ -116,7 +116,7 @@ function openEncrypted(query: Params, body: string, secrets: PushSecrets, clock:
   if (secrets.requiredTrailingId !== undefined && trailingId !== secrets.requiredTrailingId) {
     throw new KefuError("wrong_trailing_id", "decrypted push belongs to another appid (trailing id mismatch)");
   }
-  let inner;
+  let inner: ReturnType<typeof parseBody>;
   try {
     inner = parseBody(message);
   } catch (error) {

@@ -228,13 +228,13 @@ export function parseXml(text: string): Record<string, XmlValue> {
   const root = document.find((node) => !(TEXT in node));
   const children = root ? Object.values(root)[0] : undefined;
   if (!Array.isArray(children)) throw bad("no root element");
-  const value = valueOf(children as Node[]);
+  const value = contentOf(children as Node[]);
   if (typeof value === "string") throw bad("the root element has no child elements");
   return value as Record<string, XmlValue>;
 }
 
 /** An element's content: its text when it has no child elements, else its children by name. */
-function valueOf(children: Node[]): XmlValue {
+function contentOf(children: Node[]): XmlValue {
   let text = "";
   let fields: Record<string, XmlValue | XmlValue[]> | undefined;
   for (const node of children) {
@@ -242,7 +242,7 @@ function valueOf(children: Node[]): XmlValue {
     else if (CDATA in node) text += (node[CDATA] as Node[]).map((part) => String(part[TEXT] ?? "")).join("");
     else {
       const name = Object.keys(node)[0]!;
-      const value = valueOf(node[name] as Node[]);
+      const value = contentOf(node[name] as Node[]);
       fields ??= {};
       const previous = fields[name];
       fields[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];

@@ -174,8 +174,12 @@ function referenceContent(xml: string): string {
   let text = "";
   parser.onopentag = () => void depth++;
   parser.onclosetag = () => void depth--;
-  parser.ontext = (t: string) => void (depth === 2 && (text += t));
-  parser.oncdata = (t: string) => void (depth === 2 && (text += t));
+  parser.ontext = (t: string) => {
+    if (depth === 2) text += t;
+  };
+  parser.oncdata = (t: string) => {
+    if (depth === 2) text += t;
+  };
   parser.onerror = (error: Error) => {
     throw error;
   };

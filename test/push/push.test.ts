@@ -242,7 +242,7 @@ describe("bad input", () => {
   });
 
   it("413: bodies over the limit, with or without Content-Length", async () => {
-    const big = "<xml>" + "x".repeat(PUSH_BODY_LIMIT) + "</xml>";
+    const big = `<xml>${"x".repeat(PUSH_BODY_LIMIT)}</xml>`;
     await expectError(await postRaw("/push/bd-plain", big), 413, "body_too_large");
     const stream = new ReadableStream({
       start(controller) {
