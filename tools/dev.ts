@@ -275,12 +275,15 @@ async function describeWebhook(base: string, entry: StandInLogLine): Promise<str
   const body = record?.body;
   if (!record || !body || typeof body !== "object" || !body.data) return `webhook  ▸ HTTP ${entry.status} ${entry.path} (not a kefu-edge payload)`;
   const m = body.data;
+  // message.received carries the message; message.sent / message.failed the reply's id and state.
+  const error = m.error as { code: string; platformCode?: number } | undefined;
+  const kind = m.type ?? (error ? `${m.id} ${error.code}${error.platformCode ? ` (${error.platformCode})` : ""}` : m.id);
   const what = m.content ?? m.picUrl ?? m.title ?? m.event ?? "";
   const signature = record.verified === true ? "signature ok" : record.verified === false ? "BAD SIGNATURE" : "unsigned";
   // A scripted answer is the fault you asked for, not the stand-in's verdict on the delivery.
   const answer = record.dropped ? "connection dropped" : `HTTP ${entry.status}`;
   return [
-    `webhook  ▸ ${body.type} ${m.app}/${m.openid} ${m.type}${what ? ` ${JSON.stringify(what)}` : ""}`,
+    `webhook  ▸ ${body.type} ${m.app}/${m.openid} ${kind}${what ? ` ${JSON.stringify(what)}` : ""}`,
     m.msgId ? ` msgId ${m.msgId}` : "",
     ` → ${answer}${record.scripted ? " (scripted)" : ""}, ${signature}, id ${record.headers["webhook-id"] ?? "?"}`,
   ].join("");
