@@ -40,21 +40,24 @@ app.get(
     if (!result.ok) return c.json({ ok: false, problems: result.problems }, 503);
     const { config } = result;
     const problems = [...config.brokenApps.values()].flat();
-    return c.json({
-      ok: problems.length === 0,
-      ...(problems.length > 0 && { problems }),
-      apps: [...config.apps.values()].map((a) => ({
-        name: a.name,
-        platform: a.platform,
-        mode: a.mode,
-        encrypted: a.encodingAesKey !== undefined,
-        canSend: a.appKey !== undefined && a.appSecret !== undefined,
-      })),
-      thirdParties: [...config.thirdParties.keys()],
-      api: config.apiKeys.length > 0,
-      cors: config.corsOrigins,
-      webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
-    }, problems.length === 0 ? 200 : 503);
+    return c.json(
+      {
+        ok: problems.length === 0,
+        ...(problems.length > 0 && { problems }),
+        apps: [...config.apps.values()].map((a) => ({
+          name: a.name,
+          platform: a.platform,
+          mode: a.mode,
+          encrypted: a.encodingAesKey !== undefined,
+          canSend: a.appKey !== undefined && a.appSecret !== undefined,
+        })),
+        thirdParties: [...config.thirdParties.keys()],
+        api: config.apiKeys.length > 0,
+        cors: config.corsOrigins,
+        webhook: config.webhook ? { host: new URL(config.webhook.url).host, signed: config.webhook.secret !== undefined } : null,
+      },
+      problems.length === 0 ? 200 : 503,
+    );
   },
 );
 
@@ -90,8 +93,7 @@ app.doc31("/openapi.json", {
   info: {
     title: "kefu-edge",
     version: "1",
-    description:
-      "Reply to mini-program users through Baidu's or WeChat's customer-service send API, within the platform's reply window and quota.",
+    description: "Reply to mini-program users through Baidu's or WeChat's customer-service send API, within the platform's reply window and quota.",
   },
   security: [{ bearer: [] }],
 });

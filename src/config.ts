@@ -174,20 +174,22 @@ const thirdPartiesSchema = z
     }
   })
   .pipe(
-    z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), thirdPartySchema, {
-      error: (issue) =>
-        issue.code === "invalid_key"
-          ? "is not a platform name: names are 1-64 of [A-Za-z0-9_-]"
-          : 'must be a JSON object keyed by platform name, e.g. {"mytp":{"clientId":"…",…}}',
-    }).superRefine((platforms, ctx) => {
-      // Two names for one platform would split its ticket and tokens between two owners.
-      const seen = new Map<string, string>();
-      for (const [name, { clientId }] of Object.entries(platforms)) {
-        const first = seen.get(clientId);
-        if (first) ctx.addIssue({ code: "custom", path: [name, "clientId"], message: `is the same as ${first}'s: one platform, one entry` });
-        else seen.set(clientId, name);
-      }
-    }),
+    z
+      .record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), thirdPartySchema, {
+        error: (issue) =>
+          issue.code === "invalid_key"
+            ? "is not a platform name: names are 1-64 of [A-Za-z0-9_-]"
+            : 'must be a JSON object keyed by platform name, e.g. {"mytp":{"clientId":"…",…}}',
+      })
+      .superRefine((platforms, ctx) => {
+        // Two names for one platform would split its ticket and tokens between two owners.
+        const seen = new Map<string, string>();
+        for (const [name, { clientId }] of Object.entries(platforms)) {
+          const first = seen.get(clientId);
+          if (first) ctx.addIssue({ code: "custom", path: [name, "clientId"], message: `is the same as ${first}'s: one platform, one entry` });
+          else seen.set(clientId, name);
+        }
+      }),
   );
 
 const APP_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -201,14 +203,17 @@ const list = <T extends z.ZodType<unknown, string>>(item: T) =>
   z
     .string()
     .optional()
-    .transform((text) => (text ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""))
+    .transform((text) =>
+      (text ?? "")
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== ""),
+    )
     .pipe(z.array(item));
 
-const origin = z
-  .string()
-  .refine((s) => s === "*" || (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol) && new URL(s).origin === s), {
-    message: "must be origins such as https://console.example.com (no path, no trailing /), or *",
-  });
+const origin = z.string().refine((s) => s === "*" || (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol) && new URL(s).origin === s), {
+  message: "must be origins such as https://console.example.com (no path, no trailing /), or *",
+});
 
 const integer = (fallback: number, min: number) => {
   const why = `must be an integer ≥ ${min}`;
@@ -275,13 +280,21 @@ export type KefuVars = { [name in keyof typeof settingsSchema.shape]?: string };
 const VAR_NAMES = Object.keys(settingsSchema.shape) as (keyof KefuVars)[];
 
 /** A provider with third-party platforms only needs no KEFU_APPS. */
-const platformsOnlySchema = settingsSchema.extend({ KEFU_APPS: z.undefined().optional().transform((): z.infer<typeof appsSchema> => ({})) });
+const platformsOnlySchema = settingsSchema.extend({
+  KEFU_APPS: z
+    .undefined()
+    .optional()
+    .transform((): z.infer<typeof appsSchema> => ({})),
+});
 
 /** Each issue as a line: where (variable, app, field) and why, never the value. */
 function problemsOf(error: z.ZodError, prefix: PropertyKey[] = []): string[] {
   return error.issues.flatMap((issue) =>
     issue.code === "unrecognized_keys"
-      ? issue.keys.map((key) => `${issuePath([...prefix, ...issue.path, key])} is not a known field (${(issue.path[0] === "KEFU_THIRD_PARTY" ? TP_FIELDS : APP_FIELDS).join(", ")})`)
+      ? issue.keys.map(
+          (key) =>
+            `${issuePath([...prefix, ...issue.path, key])} is not a known field (${(issue.path[0] === "KEFU_THIRD_PARTY" ? TP_FIELDS : APP_FIELDS).join(", ")})`,
+        )
       : [`${issuePath([...prefix, ...issue.path])} ${issue.message}`],
   );
 }

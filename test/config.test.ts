@@ -66,7 +66,9 @@ describe("configuration", () => {
     expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: "my webhook secret that is long enough" })).toEqual([refused]);
     expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: `whsec_${btoa("23 bytes of key, short.")}` })).toEqual([refused]);
     expect(problemsOf({ ...ok, KEFU_WEBHOOK_SECRET: `whsec_${btoa("25 bytes of key material.").replaceAll("=", "")}` })).toEqual([refused]);
-    expect(configOf({ ...ok, KEFU_WEBHOOK_URL: "https://b.example/hook", KEFU_WEBHOOK_SECRET: `whsec_${btoa("24 bytes of key material")}` }).webhook?.secret).toMatch(/^whsec_/);
+    expect(
+      configOf({ ...ok, KEFU_WEBHOOK_URL: "https://b.example/hook", KEFU_WEBHOOK_SECRET: `whsec_${btoa("24 bytes of key material")}` }).webhook?.secret,
+    ).toMatch(/^whsec_/);
   });
 
   it("checks each app on its own and reports every problem at once; the good apps stay configured", () => {
@@ -88,9 +90,15 @@ describe("configuration", () => {
   it("never prints a value", () => {
     const secrets = ["s3cret-token-value", "s3cret-key-value", "s3cret app secret", "s3cret-json"];
     const problems = [
-      ...problemsOf(apps({ a: { platform: "baidu", token: "s3cret-token-value", encodingAesKey: "s3cret-key-value", appSecret: ["s3cret app secret"], x: "s3cret-json" } })),
+      ...problemsOf(
+        apps({ a: { platform: "baidu", token: "s3cret-token-value", encodingAesKey: "s3cret-key-value", appSecret: ["s3cret app secret"], x: "s3cret-json" } }),
+      ),
       ...problemsOf({ KEFU_APPS: '{"a":{"token":"s3cret-json"' }),
-      ...problemsOf({ ...apps({ a: { platform: "baidu", token: "t" } }), KEFU_API_KEYS: "ok-key, s3cret app secret", KEFU_WEBHOOK_SECRET: "whsec_s3cret app secret" }),
+      ...problemsOf({
+        ...apps({ a: { platform: "baidu", token: "t" } }),
+        KEFU_API_KEYS: "ok-key, s3cret app secret",
+        KEFU_WEBHOOK_SECRET: "whsec_s3cret app secret",
+      }),
     ].join("\n");
     expect(problems).toMatch(/KEFU_APPS.a.encodingAesKey/);
     expect(problems).toMatch(/KEFU_API_KEYS\[1\]/);
@@ -137,9 +145,7 @@ describe("configuration", () => {
     const ok = apps({ a: { platform: "baidu", token: "t" } });
     expect(configOf(ok).apiKeys).toEqual([]);
     expect(configOf({ ...ok, KEFU_API_KEY: "old-key", KEFU_API_KEYS: " new-key , other.key=,old-key," }).apiKeys).toEqual(["old-key", "new-key", "other.key="]);
-    expect(problemsOf({ ...ok, KEFU_API_KEY: "has space" })).toEqual([
-      "KEFU_API_KEY is not a bearer token: use only A-Z a-z 0-9 - . _ ~ + / and = at the end",
-    ]);
+    expect(problemsOf({ ...ok, KEFU_API_KEY: "has space" })).toEqual(["KEFU_API_KEY is not a bearer token: use only A-Z a-z 0-9 - . _ ~ + / and = at the end"]);
     expect(problemsOf({ ...ok, KEFU_API_KEYS: "good,bad=key" })).toEqual([
       "KEFU_API_KEYS[1] is not a bearer token: use only A-Z a-z 0-9 - . _ ~ + / and = at the end",
     ]);

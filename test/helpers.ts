@@ -54,14 +54,17 @@ export function addressOf(name: TestAppName): string {
  */
 export function sealFor(fields: Fields, options: PushOptions) {
   const app = testApps[options.app] as TestApp;
-  return sealPush({ ToUserName: addressOf(options.app), ...fields }, {
-    token: app.token,
-    encodingAesKey: app.encodingAesKey,
-    trailingId: app.appId,
-    mode: modeOf(options.app),
-    format: "xml",
-    ...options,
-  });
+  return sealPush(
+    { ToUserName: addressOf(options.app), ...fields },
+    {
+      token: app.token,
+      encodingAesKey: app.encodingAesKey,
+      trailingId: app.appId,
+      mode: modeOf(options.app),
+      format: "xml",
+      ...options,
+    },
+  );
 }
 
 export function sendPush(fields: Fields, options: PushOptions): Promise<Response> {
@@ -186,7 +189,13 @@ export function tpEvent(tp: string, platform: TpSecrets, fields: Fields): Promis
 /** Baidu pushes a fresh ticket (the stand-in's next one) to the platform. */
 export async function pushTicket(tp: string, platform: TpSecrets & { clientId: string }): Promise<string> {
   const { ticket } = await standIn<{ ticket: string }>("/tp/ticket", { clientId: platform.clientId });
-  const response = await tpEvent(tp, platform, { Ticket: ticket, FromUserName: "SmartAPP", CreateTime: Math.floor(Date.now() / 1000), MsgType: "ticket", Event: "push" });
+  const response = await tpEvent(tp, platform, {
+    Ticket: ticket,
+    FromUserName: "SmartAPP",
+    CreateTime: Math.floor(Date.now() / 1000),
+    MsgType: "ticket",
+    Event: "push",
+  });
   if ((await response.text()) !== "success") throw new Error("ticket push was not acknowledged");
   return ticket;
 }

@@ -45,9 +45,7 @@ describe("GET /openapi.json", () => {
   it("is OpenAPI 3.1 and lists every /api route of the app's own route table", () => {
     expect(doc.openapi).toBe("3.1.0");
     const routes = new Set(
-      app.routes
-        .filter((r) => r.path.startsWith("/api/") && r.method !== "ALL")
-        .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:([^/]+)/g, "{$1}")}`),
+      app.routes.filter((r) => r.path.startsWith("/api/") && r.method !== "ALL").map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:([^/]+)/g, "{$1}")}`),
     );
     expect(routes.size).toBeGreaterThanOrEqual(4);
     const documented = new Set(Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item).map((m) => `${m} ${path}`)));
@@ -55,7 +53,8 @@ describe("GET /openapi.json", () => {
     for (const operation of documented) expect(routes, operation).toContain(operation);
     // Every route says how it refuses a caller without the key, and what a disabled API answers.
     for (const [path, item] of Object.entries(doc.paths)) {
-      for (const [method, operation] of Object.entries(item)) expect(Object.keys(operation.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["401", "503"]));
+      for (const [method, operation] of Object.entries(item))
+        expect(Object.keys(operation.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["401", "503"]));
     }
   });
 
@@ -130,24 +129,33 @@ describe("real answers fit the document", () => {
     const openid = await userWrites("bd-shop");
     await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ body: { errno: 30022, msg: "invalid openid" } }] });
     await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "refused" });
-    const failed = await vi.waitFor(async () => {
-      const found = (await webhookDeliveries(openid)).find((d) => d.body.type === "message.failed");
-      expect(found).toBeDefined();
-      return found!;
-    }, { timeout: 8000 });
+    const failed = await vi.waitFor(
+      async () => {
+        const found = (await webhookDeliveries(openid)).find((d) => d.body.type === "message.failed");
+        expect(found).toBeDefined();
+        return found!;
+      },
+      { timeout: 8000 },
+    );
     await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "ok" });
-    const sent = await vi.waitFor(async () => {
-      const found = (await webhookDeliveries(openid)).find((d) => d.body.type === "message.sent");
-      expect(found).toBeDefined();
-      return found!;
-    }, { timeout: 8000 });
+    const sent = await vi.waitFor(
+      async () => {
+        const found = (await webhookDeliveries(openid)).find((d) => d.body.type === "message.sent");
+        expect(found).toBeDefined();
+        return found!;
+      },
+      { timeout: 8000 },
+    );
     for (const delivery of [failed, sent]) {
       const ref = pointer("webhooks", delivery.body.type, "post", "requestBody", "content", "application/json", "schema");
       const result = validate(ref, delivery.body);
       expect(result.valid, JSON.stringify(result.errors.slice(-3))).toBe(true);
     }
     const { error: _dropped, ...incomplete } = failed.body.data;
-    expect(validate(pointer("webhooks", "message.failed", "post", "requestBody", "content", "application/json", "schema"), { ...failed.body, data: incomplete }).valid).toBe(false);
+    expect(
+      validate(pointer("webhooks", "message.failed", "post", "requestBody", "content", "application/json", "schema"), { ...failed.body, data: incomplete })
+        .valid,
+    ).toBe(false);
   });
 });
 
@@ -158,11 +166,14 @@ describe("real answers of the forward routes fit the document", () => {
     const openid = uniqueId("o");
     await standIn("/script", { platform: "webhook", match: openid, responses: Array(4).fill({ status: 500 }) });
     await sendPush(textPush({ FromUserName: openid }), { app: "bd-plain" });
-    const failed = await vi.waitFor(async () => {
-      const answer = await api("GET", "/apps/bd-plain/forwards?status=failed");
-      expect(answer.body.forwards.some((f: { openid: string }) => f.openid === openid)).toBe(true);
-      return answer;
-    }, { timeout: 8000 });
+    const failed = await vi.waitFor(
+      async () => {
+        const answer = await api("GET", "/apps/bd-plain/forwards?status=failed");
+        expect(answer.body.forwards.some((f: { openid: string }) => f.openid === openid)).toBe(true);
+        return answer;
+      },
+      { timeout: 8000 },
+    );
     expectDocumented("get", list, failed);
     expectDocumented("get", list, await api("GET", "/apps/bd-plain/forwards?status=pending"));
     expectDocumented("get", list, await api("GET", "/apps/bd-plain/forwards?status=lost"));
@@ -173,7 +184,10 @@ describe("real answers of the forward routes fit the document", () => {
     expectDocumented("post", redrive, await api("POST", "/apps/nope/forwards/redrive", {}));
     // An app whose entry is broken: 503 config_invalid, as documented.
     const broken = { ...env, KEFU_APPS: JSON.stringify({ ...testApps, "bd-plain": { platform: "baidu" } }) };
-    const response = await app.fetch(new Request("https://kefu.test/api/apps/bd-plain/forwards", { headers: { authorization: "Bearer test-api-key" } }), broken);
+    const response = await app.fetch(
+      new Request("https://kefu.test/api/apps/bd-plain/forwards", { headers: { authorization: "Bearer test-api-key" } }),
+      broken,
+    );
     const answer = { status: response.status, body: await response.json() };
     expect(answer).toMatchObject({ status: 503, body: { error: { code: "config_invalid" } } });
     expectDocumented("get", list, answer);

@@ -47,7 +47,12 @@ const apps = [...readApps(DEMO_ENV_FILE).values()];
 const baiduApp = apps.find((app) => app.platform === "baidu" && app.encodingAesKey)!;
 const wechatApp = apps.find((app) => app.platform === "wechat" && app.encodingAesKey)!;
 
-const TEXTS = ["你好", "在吗？我的订单什么时候发货", "订单号 20261122-0042 显示已签收，但我没有收到包裹，麻烦帮我查一下物流", "Hi, can I change the delivery address for my order?"];
+const TEXTS = [
+  "你好",
+  "在吗？我的订单什么时候发货",
+  "订单号 20261122-0042 显示已签收，但我没有收到包裹，麻烦帮我查一下物流",
+  "Hi, can I change the delivery address for my order?",
+];
 let msgSequence = BigInt(Date.now()) * 1_000_000n;
 
 function newPush(app: PushApp): Push {

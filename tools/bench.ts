@@ -304,7 +304,12 @@ async function benchHttp(): Promise<HttpLevel[]> {
         rounds.doCall.push(await drive(concurrency, share(PROBE_REQUESTS), (i) => getProbe(base, "/__probe/do", round * REQUESTS + i)));
         rounds.doWrite.push(await drive(concurrency, share(PROBE_REQUESTS), (i) => getProbe(base, "/__probe/do-write", round * REQUESTS + i)));
       }
-      const [trivial, push, doCall, doWrite] = [rounds.trivial, rounds.push, rounds.doCall, rounds.doWrite].map(combine) as [HttpRun, HttpRun, HttpRun, HttpRun];
+      const [trivial, push, doCall, doWrite] = [rounds.trivial, rounds.push, rounds.doCall, rounds.doWrite].map(combine) as [
+        HttpRun,
+        HttpRun,
+        HttpRun,
+        HttpRun,
+      ];
       levels.push({ concurrency, push, trivial, doCall, doWrite });
       const errors = [push, trivial, doCall, doWrite].reduce((sum, run) => sum + run.errors, 0);
       log(
@@ -578,11 +583,14 @@ function report(levels: HttpLevel[], cpu: CpuRun[], hostile: HostileRun[], cost:
     "",
     "| c | push req/s | push p50 | push p99 | /health req/s | /health p50 | /health p99 | req/s push÷trivial | p50 push÷trivial |",
     "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ...levels.map(({ concurrency: c, push: p, trivial: t }) =>
-      `| ${c} | ${p.rps.toFixed(0)} | ${ms(p.p50)} | ${ms(p.p99)} | ${t.rps.toFixed(0)} | ${ms(t.p50)} | ${ms(t.p99)} | ${ratio(p.rps / t.rps)} | ${ratio(p.p50 / t.p50)} |`,
+    ...levels.map(
+      ({ concurrency: c, push: p, trivial: t }) =>
+        `| ${c} | ${p.rps.toFixed(0)} | ${ms(p.p50)} | ${ms(p.p99)} | ${t.rps.toFixed(0)} | ${ms(t.p50)} | ${ms(t.p99)} | ${ratio(p.rps / t.rps)} | ${ratio(p.p50 / t.p50)} |`,
     ),
     "",
-    errors ? `**${errors} requests failed** during the run (see the wrangler log); their latencies are included.` : "Every request was answered as expected (`success` / 200).",
+    errors
+      ? `**${errors} requests failed** during the run (see the wrangler log); their latencies are included.`
+      : "Every request was answered as expected (`success` / 200).",
     "",
     "### Where a push's time goes, locally",
     "",
@@ -592,8 +600,9 @@ function report(levels: HttpLevel[], cpu: CpuRun[], hostile: HostileRun[], cost:
     "",
     "| c | /health req/s | DO call req/s | DO call + 1-row commit req/s | push req/s | DO call ÷ trivial | DO + commit ÷ trivial | push ÷ DO + commit |",
     "|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ...levels.map(({ concurrency: c, push: p, trivial: t, doCall: d, doWrite: w }) =>
-      `| ${c} | ${t.rps.toFixed(0)} | ${d.rps.toFixed(0)} | ${w.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${ratio(d.rps / t.rps)} | ${ratio(w.rps / t.rps)} | ${ratio(p.rps / w.rps)} |`,
+    ...levels.map(
+      ({ concurrency: c, push: p, trivial: t, doCall: d, doWrite: w }) =>
+        `| ${c} | ${t.rps.toFixed(0)} | ${d.rps.toFixed(0)} | ${w.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${ratio(d.rps / t.rps)} | ${ratio(w.rps / t.rps)} | ${ratio(p.rps / w.rps)} |`,
     ),
     "",
     "## What a push costs, counted",
@@ -628,7 +637,8 @@ let hostile: HostileRun[] = [];
 if (PARTS.has("cpu")) {
   log("measuring CPU per push in Node…");
   cpu = cpuBenchmarks();
-  for (const r of cpu) log(`  ${r.name.padEnd(32)} ${r.pushes.padEnd(10)} ${r.microseconds.toFixed(1).padStart(6)} µs/push  ${r.perSecond.toFixed(0).padStart(6)} pushes/s`);
+  for (const r of cpu)
+    log(`  ${r.name.padEnd(32)} ${r.pushes.padEnd(10)} ${r.microseconds.toFixed(1).padStart(6)} µs/push  ${r.perSecond.toFixed(0).padStart(6)} pushes/s`);
   hostile = hostileBenchmarks();
   for (const h of hostile) log(`  ${h.name.padEnd(56)} ${h.outcome.padEnd(14)} ${h.microseconds.toFixed(0).padStart(6)} µs`);
 }

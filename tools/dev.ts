@@ -101,9 +101,10 @@ const workerUrl = worker.url;
 // The stand-in starts empty each time: kept credentials it no longer knows are recovered by kefu-edge.
 for (const platform of platforms.values()) {
   for (const event of ["ticket", "AUTHORIZED"]) {
-    const answer = await pushPlatformEvent(workerUrl, platform, await platformEvent(standIn.url, platform, event, DEMO_TP_APP_ID)).catch(
-      (error: unknown) => ({ status: 0, body: String(error) }),
-    );
+    const answer = await pushPlatformEvent(workerUrl, platform, await platformEvent(standIn.url, platform, event, DEMO_TP_APP_ID)).catch((error: unknown) => ({
+      status: 0,
+      body: String(error),
+    }));
     if (answer.body !== "success") print(`demo platform ${platform.name}: ${event} was not applied (${answer.status} ${answer.body})`);
   }
 }
@@ -119,7 +120,7 @@ print(
     `kefu-edge is running on ${workerUrl} (Ctrl-C stops it)`,
     "  push URLs (set one as the 客服消息 URL; the token and EncodingAESKey are in demo/demo.env):",
     ...pushUrls,
-    ...(tpUrls.length > 0 ? ["  third-party platform (README, \"Third-party platform mode\"):", ...tpUrls] : []),
+    ...(tpUrls.length > 0 ? ['  third-party platform (README, "Third-party platform mode"):', ...tpUrls] : []),
     `  API key    ${demoEnv.KEFU_API_KEY ?? "(none)"}`,
     `  health     ${workerUrl}/health`,
     `  stand-in   ${standIn.url}: Baidu + WeChat APIs, and the business webhook at /webhook`,

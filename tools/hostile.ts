@@ -14,8 +14,7 @@ export interface HostileBody {
   body: string;
 }
 
-const fill = (head: string, unit: string, tail: string) =>
-  head + unit.repeat(Math.floor((PUSH_BODY_LIMIT - head.length - tail.length) / unit.length)) + tail;
+const fill = (head: string, unit: string, tail: string) => head + unit.repeat(Math.floor((PUSH_BODY_LIMIT - head.length - tail.length) / unit.length)) + tail;
 const fields = (count: number, content: (i: number) => string) => Array.from({ length: count }, (_, i) => `<F${i}>${content(i)}</F${i}>`).join("");
 const user = "<FromUserName>u</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType>";
 
@@ -29,10 +28,21 @@ export function hostileBodies(token: string, now: number): HostileBody[] {
     plain("XML of character references, broken at the end", fill(`<xml>${user}<Content>`, "&#20320;&#x597D;&amp;", "</Content>")),
     plain("XML of tiny comments", fill("<xml>", "<!--x-->", "</xml>")),
     plain("XML of tiny CDATA sections", fill(`<xml>${user}<Content>`, "<![CDATA[x]]>", "</Content></xml>")),
-    plain("XML, every bound just met, accepted", `<xml>${user}<Content>${"&#20320;".repeat(1020)}${"x".repeat(16384 - 8160 - 300)}</Content>${fields(55, () => `<![CDATA[${"y".repeat(1200)}]]>`)}</xml>`),
+    plain(
+      "XML, every bound just met, accepted",
+      `<xml>${user}<Content>${"&#20320;".repeat(1020)}${"x".repeat(16384 - 8160 - 300)}</Content>${fields(55, () => `<![CDATA[${"y".repeat(1200)}]]>`)}</xml>`,
+    ),
     plain("JSON nested as deep as the limit allows", fill('{"a":', "[", "")),
     plain("JSON of tiny values", fill('{"FromUserName":"u","MsgType":"text","CreateTime":1,"a":[', "1,", "1]}")),
-    plain("JSON, 256 values, accepted", `{"FromUserName":"u","MsgType":"text","CreateTime":1,${Array.from({ length: 250 }, (_, i) => `"f${i}":${i % 2 ? "123456789012345678" : `"${"\\u4f60".repeat(50)}"`}`).join(",")}}`),
-    { name: "safe mode: Encrypt as large as the limit, forged MAC", mode: "safe", query: { ...leaked, msg_signature: "0".repeat(40) }, body: fill("<xml><Encrypt><![CDATA[", "A", "]]></Encrypt></xml>") },
+    plain(
+      "JSON, 256 values, accepted",
+      `{"FromUserName":"u","MsgType":"text","CreateTime":1,${Array.from({ length: 250 }, (_, i) => `"f${i}":${i % 2 ? "123456789012345678" : `"${"\\u4f60".repeat(50)}"`}`).join(",")}}`,
+    ),
+    {
+      name: "safe mode: Encrypt as large as the limit, forged MAC",
+      mode: "safe",
+      query: { ...leaked, msg_signature: "0".repeat(40) },
+      body: fill("<xml><Encrypt><![CDATA[", "A", "]]></Encrypt></xml>"),
+    },
   ];
 }

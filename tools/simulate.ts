@@ -213,7 +213,10 @@ async function playPlatform(name: string): Promise<number> {
   const appId = opts["app-id"] ?? DEMO_TP_APP_ID;
   if (opts.handshake) {
     let failures = 0;
-    for (const [path, token] of [["events", platform.token], ["messages", platform.messageToken]] as const) {
+    for (const [path, token] of [
+      ["events", platform.token],
+      ["messages", platform.messageToken],
+    ] as const) {
       failures += await baiduHandshake(`${base}/${path}`, token);
     }
     return failures;
@@ -230,7 +233,9 @@ async function playPlatform(name: string): Promise<number> {
     }
     url = `${base}/events`;
     body = sealTp(fields, platform.token, platform.encodingAesKey);
-    console.log(`baidu third-party platform ${platform.name}, event: ${JSON.stringify({ ...fields, authorizationCode: fields.authorizationCode ? "…" : undefined })}`);
+    console.log(
+      `baidu third-party platform ${platform.name}, event: ${JSON.stringify({ ...fields, authorizationCode: fields.authorizationCode ? "…" : undefined })}`,
+    );
   } else {
     fields = pushFields({ name: `${platform.name}.${appId}`, platform: "baidu", token: platform.messageToken, appId });
     url = `${base}/messages`;

@@ -4,17 +4,16 @@
 //   node tools/stand-in-cli.ts [--port 8788] [--host 127.0.0.1] [--webhook-secret S]
 //                              [--token-ttl SECONDS] [--wechat-grace SECONDS]
 
-import { startStandIn } from './stand-in.ts';
-import type { StandInOptions } from './stand-in.ts';
+import { startStandIn } from "./stand-in.ts";
+import type { StandInOptions } from "./stand-in.ts";
 
-const USAGE =
-  'usage: node tools/stand-in-cli.ts [--port 8788] [--host 127.0.0.1] [--webhook-secret S] [--token-ttl SECONDS] [--wechat-grace SECONDS]';
+const USAGE = "usage: node tools/stand-in-cli.ts [--port 8788] [--host 127.0.0.1] [--webhook-secret S] [--token-ttl SECONDS] [--wechat-grace SECONDS]";
 
 function parseArgs(argv: string[]): StandInOptions {
   const options: StandInOptions = { port: 8788, log: (line) => process.stdout.write(`${line}\n`) };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    if (flag === '--help' || flag === '-h') {
+    if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       process.exit(0);
     }
@@ -25,11 +24,11 @@ function parseArgs(argv: string[]): StandInOptions {
       if (!Number.isInteger(n) || n < 0) fail(`${flag} needs a non-negative integer, got ${value}`);
       return n;
     };
-    if (flag === '--port') options.port = number();
-    else if (flag === '--host') options.host = value;
-    else if (flag === '--webhook-secret') options.webhookSecret = value;
-    else if (flag === '--token-ttl') options.tokenTtlSeconds = number();
-    else if (flag === '--wechat-grace') options.wechatGraceSeconds = number();
+    if (flag === "--port") options.port = number();
+    else if (flag === "--host") options.host = value;
+    else if (flag === "--webhook-secret") options.webhookSecret = value;
+    else if (flag === "--token-ttl") options.tokenTtlSeconds = number();
+    else if (flag === "--wechat-grace") options.wechatGraceSeconds = number();
     else fail(`unknown option ${flag}`);
   }
   return options;
@@ -42,7 +41,7 @@ function fail(message: string): never {
 }
 
 const standIn = await startStandIn(parseArgs(process.argv.slice(2)));
-process.stdout.write(`${JSON.stringify({ event: 'listening', url: standIn.url })}\n`);
+process.stdout.write(`${JSON.stringify({ event: "listening", url: standIn.url })}\n`);
 
 let stopping = false;
 function stop(signal: string) {
@@ -54,5 +53,5 @@ function stop(signal: string) {
     () => process.exit(1),
   );
 }
-process.on('SIGINT', () => stop('SIGINT'));
-process.on('SIGTERM', () => stop('SIGTERM'));
+process.on("SIGINT", () => stop("SIGINT"));
+process.on("SIGTERM", () => stop("SIGTERM"));

@@ -46,7 +46,14 @@ export async function platformEvent(standInUrl: string, platform: PushPlatform, 
         clientId: platform.clientId,
         appId,
       });
-      return { appId: Number(appId), tpAppId: Number(TRAILING_ID), eventTime: beijingTime(now), event, authorizationCode, authorizationCodeExpiresIn: expiresIn };
+      return {
+        appId: Number(appId),
+        tpAppId: Number(TRAILING_ID),
+        eventTime: beijingTime(now),
+        event,
+        authorizationCode,
+        authorizationCodeExpiresIn: expiresIn,
+      };
     }
     case "UNAUTHORIZED":
       await standInCall(standInUrl, "unauthorize", { clientId: platform.clientId, appId }).catch(() => undefined); // Baidu may not know it either

@@ -117,7 +117,10 @@ const appParam = z.string().openapi({ description: "The app's name in KEFU_APPS,
 /** The answers every /api route can give besides its own. */
 const commonAnswers = {
   401: json(errorSchema(["unauthorized"]), "No, a malformed or a wrong API key (WWW-Authenticate says which)"),
-  503: json(errorSchema(["config_invalid", "unavailable"]), "The API is disabled (no key configured), the configuration is invalid, or a temporary failure: retry"),
+  503: json(
+    errorSchema(["config_invalid", "unavailable"]),
+    "The API is disabled (no key configured), the configuration is invalid, or a temporary failure: retry",
+  ),
 };
 
 const sendReply = createRoute({
@@ -151,7 +154,10 @@ const sendReply = createRoute({
 api.openapi(sendReply, async (c) => {
   const app = c.var.app;
   if (app.thirdParty?.state === "unauthorized") {
-    throw new KefuError("unauthorized", `the merchant withdrew ${app.name}'s authorization of platform ${app.thirdParty.platform}: it cannot be sent replies until authorized again`);
+    throw new KefuError(
+      "unauthorized",
+      `the merchant withdrew ${app.name}'s authorization of platform ${app.thirdParty.platform}: it cannot be sent replies until authorized again`,
+    );
   }
   if (!app.thirdParty && (!app.appKey || !app.appSecret)) {
     throw new KefuError("config_invalid", `app ${app.name} has no appKey/appSecret in KEFU_APPS: it cannot send replies`);
@@ -189,7 +195,17 @@ api.openapi(getReply, async (c) => {
   const openid = openidOfReply(id);
   const reply = openid ? await conversation(c.env, app.name, openid).reply(id) : null;
   if (!reply) throw new KefuError("not_found", `no reply ${id} in app ${app.name}`);
-  return c.json({ id: reply.id, status: reply.status, attempts: reply.attempts, createdAt: reply.createdAt, updatedAt: reply.updatedAt, ...(reply.error && { error: reply.error }) }, 200);
+  return c.json(
+    {
+      id: reply.id,
+      status: reply.status,
+      attempts: reply.attempts,
+      createdAt: reply.createdAt,
+      updatedAt: reply.updatedAt,
+      ...(reply.error && { error: reply.error }),
+    },
+    200,
+  );
 });
 
 const limit = (fallback: number, max: number) => {

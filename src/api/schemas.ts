@@ -118,9 +118,7 @@ export const IdempotencyHeaders = z.object({
     .openapi({ description: "A retried POST with the same key returns the first answer instead of sending twice" }),
 });
 
-export const Accepted = z
-  .strictObject({ id: z.string(), status: z.literal("queued"), quota: Quota })
-  .openapi("Accepted");
+export const Accepted = z.strictObject({ id: z.string(), status: z.literal("queued"), quota: Quota }).openapi("Accepted");
 
 const ReplyError = z.strictObject({
   code: z.string().openapi({ description: "quota_exhausted, window_closed, platform_rejected, retries_exhausted, …" }),
@@ -188,7 +186,7 @@ export const MessageSchema = z
   .openapi("Message", { description: "The one message shape: every push becomes this" });
 
 // The schema and the Message the code builds are one shape: each is assignable to the other.
-true satisfies (Message extends z.infer<typeof MessageSchema> ? (z.infer<typeof MessageSchema> extends Message ? true : false) : false);
+true satisfies Message extends z.infer<typeof MessageSchema> ? (z.infer<typeof MessageSchema> extends Message ? true : false) : false;
 
 /** What the webhook receives for each accepted message (the body of the signed POST). */
 export const MessageReceivedSchema = z

@@ -103,11 +103,7 @@ export function holds(sql: SqlStorage, lane: Lane, key: string, token: number): 
 
 /** The claim `token` given back without a result (its holder went away): the item may be claimed again. */
 export function release(sql: SqlStorage, lane: Lane, key: string, token: number): void {
-  sql.exec(
-    `UPDATE ${lane.table} SET ${lane.leaseUntil} = NULL WHERE ${lane.key} = ? AND ${lane.claimedAt} = ? AND ${lane.open}`,
-    key,
-    token,
-  );
+  sql.exec(`UPDATE ${lane.table} SET ${lane.leaseUntil} = NULL WHERE ${lane.key} = ? AND ${lane.claimedAt} = ? AND ${lane.open}`, key, token);
 }
 
 /** The attempt failed: the next one is due at `retryAt`. The claim ends. */

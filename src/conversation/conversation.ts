@@ -7,17 +7,7 @@ import type { ReplyGrant } from "../platforms/platform.ts";
 import { claim, holds, leaseLeft, nextInLine, postpone, release, type Claim, type Lane } from "./claims.ts";
 import { Outbox, type Handoff } from "./outbox.ts";
 import type { ReplyError, ReplyRequest, ReplyState, ReplyStatus } from "../protocol/reply.ts";
-import {
-  applyGrant,
-  closeWindow,
-  closedWindow,
-  exhaust,
-  quotaOf,
-  releaseReply,
-  takeReply,
-  type Quota,
-  type ReplyWindow,
-} from "./window.ts";
+import { applyGrant, closeWindow, closedWindow, exhaust, quotaOf, releaseReply, takeReply, type Quota, type ReplyWindow } from "./window.ts";
 
 export interface AcceptOptions {
   /** The reply window this message opens, if any (platform rules, decided by the caller). */
@@ -46,10 +36,7 @@ export type SendOutcome =
 /** `skipped`: the webhook was unset by the time the message's turn came. */
 export type ForwardStatus = "pending" | "delivered" | "failed" | "skipped";
 
-export type ForwardOutcome =
-  | { status: "delivered" }
-  | { status: "pending"; error: string; retryAt: number }
-  | { status: "failed" | "skipped"; error: string };
+export type ForwardOutcome = { status: "delivered" } | { status: "pending"; error: string; retryAt: number } | { status: "failed" | "skipped"; error: string };
 
 export type { Claim };
 
@@ -215,7 +202,12 @@ export class Conversation extends DurableObject<Env> {
     this.createTables();
     if (migrateFromV1(this.sql)) ctx.storage.setAlarm(Date.now()); // whatever the old outbox held
     addMissingColumns(this.sql);
-    this.outbox = new Outbox(this.sql, ctx.storage, (item) => this.send(item), () => this.scheduleAlarm());
+    this.outbox = new Outbox(
+      this.sql,
+      ctx.storage,
+      (item) => this.send(item),
+      () => this.scheduleAlarm(),
+    );
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
     });
@@ -549,7 +541,10 @@ export class Conversation extends DurableObject<Env> {
       this.saveWindow(window);
     }
     if (this.notifies()) {
-      void this.handOff({ target: "forwards", job: { app: row.app, openid: row.openid, event: outcome.status === "sent" ? "message.sent" : "message.failed", id } });
+      void this.handOff({
+        target: "forwards",
+        job: { app: row.app, openid: row.openid, event: outcome.status === "sent" ? "message.sent" : "message.failed", id },
+      });
     }
   }
 
@@ -567,9 +562,7 @@ export class Conversation extends DurableObject<Env> {
   /** The window, the quota and a page of history, newest first; `before` continues a previous page. */
   snapshot(limit = 50, before?: HistoryCursor): Snapshot | null {
     const meta = this.sql
-      .exec<{ app: string; openid: string; last_active_at: number | null }>(
-        "SELECT app, openid, last_active_at FROM conversation",
-      )
+      .exec<{ app: string; openid: string; last_active_at: number | null }>("SELECT app, openid, last_active_at FROM conversation")
       .toArray()[0];
     if (!meta) return null;
     // Rows strictly after the cursor in (time, direction, key) descending order; "out" sorts above "in".
@@ -581,7 +574,15 @@ export class Conversation extends DurableObject<Env> {
     };
     const [inWhere, inParams] = after("in", "received_at", "key");
     const inbound = this.sql
-      .exec<{ key: string; received_at: number; message: string; forward: ForwardStatus | null; forward_attempts: number; forward_error: string | null; forward_seq: number | null }>(
+      .exec<{
+        key: string;
+        received_at: number;
+        message: string;
+        forward: ForwardStatus | null;
+        forward_attempts: number;
+        forward_error: string | null;
+        forward_seq: number | null;
+      }>(
         `SELECT key, received_at, message, forward, forward_attempts, forward_error, forward_seq FROM messages ${inWhere} ORDER BY received_at DESC, key DESC LIMIT ?`,
         ...inParams,
         limit + 1,
@@ -663,10 +664,7 @@ export class Conversation extends DurableObject<Env> {
     )) {
       void this.handOff({ target: "forwards", job: { app, openid, key } });
     }
-    for (const { id } of this.sql.exec<{ id: string }>(
-      "SELECT id FROM replies WHERE status = 'queued' AND attempts = 0 AND created_at < ?",
-      this.startedAt,
-    )) {
+    for (const { id } of this.sql.exec<{ id: string }>("SELECT id FROM replies WHERE status = 'queued' AND attempts = 0 AND created_at < ?", this.startedAt)) {
       void this.handOff({ target: "sends", job: { app, openid, id } });
     }
     if (meta.last_active_at !== null && (meta.listed_at ?? 0) < meta.last_active_at) this.listIfQuiet(null, meta.last_active_at);
@@ -961,4 +959,3 @@ function addMissingColumns(sql: SqlStorage): void {
 export function conversation(env: Pick<Env, "CONVERSATIONS">, app: string, openid: string) {
   return env.CONVERSATIONS.getByName(`${app}\n${openid}`);
 }
-

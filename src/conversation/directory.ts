@@ -44,7 +44,8 @@ export class Directory extends DurableObject<Env> {
       const states = await conversation(this.env, app, openid).forwardStates(keys);
       for (const key of keys) {
         const state = states.find((s) => s.key === key);
-        if (!state || state.status === "delivered" || state.status === "skipped") this.sql.exec("DELETE FROM failing_forwards WHERE openid = ? AND key = ?", openid, key);
+        if (!state || state.status === "delivered" || state.status === "skipped")
+          this.sql.exec("DELETE FROM failing_forwards WHERE openid = ? AND key = ?", openid, key);
       }
       found.push(...states.filter((s) => s.status === status));
       if (found.length >= limit) break;

@@ -86,7 +86,10 @@ export type ConfigFor = { ok: true; config: Config; app: AppConfig | undefined }
  */
 export function configFor(env: Env, appName: string): ConfigFor {
   const result = readConfig(env);
-  const wait = (reason: string): ConfigFor => ({ ok: false, settled: { done: false, delaySeconds: CONFIG_RETRY_SECONDS, fields: { outcome: "config_wait", reason } } });
+  const wait = (reason: string): ConfigFor => ({
+    ok: false,
+    settled: { done: false, delaySeconds: CONFIG_RETRY_SECONDS, fields: { outcome: "config_wait", reason } },
+  });
   if (!result.ok) return wait("configuration is invalid");
   if (result.config.brokenApps.has(appName)) return wait(`app ${appName} is not configured validly`);
   return { ok: true, config: result.config, app: appByName(result.config, appName) };

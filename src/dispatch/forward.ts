@@ -37,7 +37,12 @@ async function forwardMessage(env: Env, job: MessageForwardJob): Promise<Settled
   // Claim and result are one RPC session with the conversation: one request, however long the call.
   const { attempt, attempts } = claim;
   try {
-    const payload = { type: "message.received" as const, timestamp: new Date().toISOString(), ...(claim.seq !== null && { seq: claim.seq }), data: claim.message };
+    const payload = {
+      type: "message.received" as const,
+      timestamp: new Date().toISOString(),
+      ...(claim.seq !== null && { seq: claim.seq }),
+      data: claim.message,
+    };
     const result = await callWebhook(webhookRequest(config.webhook.url, config.webhook.secret, `${job.app}/${job.key}`, payload), config.callTimeoutMs);
     if (result.ok) {
       await attempt.finish({ status: "delivered" });
@@ -92,11 +97,19 @@ async function deliverEvent(env: Env, job: StatusEventJob): Promise<Settled<Forw
     job.event === "message.failed"
       ? { type: job.event, timestamp, data: { ...data, error: reply.error ?? { code: "unknown", message: "no error recorded" } } }
       : { type: job.event, timestamp, data };
-  const result = await callWebhook(webhookRequest(config.webhook.url, config.webhook.secret, `${job.app}/${job.id}/${job.event}`, payload), config.callTimeoutMs);
+  const result = await callWebhook(
+    webhookRequest(config.webhook.url, config.webhook.secret, `${job.app}/${job.id}/${job.event}`, payload),
+    config.callTimeoutMs,
+  );
   const attempt = job.attempt ?? 1;
   if (result.ok) return { done: true, fields: { outcome: "delivered", status: result.status, attempt } };
   if (attempt >= config.forwardAttempts) return { done: true, fields: { outcome: "failed", reason: result.reason, attempt } };
-  return { done: false, delaySeconds: retryDelay(config, attempt), fields: { outcome: "retry", reason: result.reason }, next: { ...job, attempt: attempt + 1 } };
+  return {
+    done: false,
+    delaySeconds: retryDelay(config, attempt),
+    fields: { outcome: "retry", reason: result.reason },
+    next: { ...job, attempt: attempt + 1 },
+  };
 }
 
 /**

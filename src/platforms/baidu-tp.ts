@@ -83,8 +83,7 @@ const get = (base: string, path: string, query: Record<string, string>) => new R
 
 /** The calls, each a Request; `base` is BAIDU_API_BASE. */
 export const tpCalls = {
-  platformToken: (base: string, clientId: string, ticket: string) =>
-    get(base, "/public/2.0/smartapp/auth/tp/token", { client_id: clientId, ticket }),
+  platformToken: (base: string, clientId: string, ticket: string) => get(base, "/public/2.0/smartapp/auth/tp/token", { client_id: clientId, ticket }),
   preAuthCode: (base: string, platformToken: string) => get(base, "/rest/2.0/smartapp/tp/createpreauthcode", { access_token: platformToken }),
   exchangeCode: (base: string, platformToken: string, code: string) =>
     get(base, "/rest/2.0/oauth/token", { access_token: platformToken, code, grant_type: "app_to_tp_authorization_code" }),

@@ -65,8 +65,7 @@ export const baidu: PlatformRules = {
         }
       );
     },
-    sendRequest: (base, token, openid, reply, userType) =>
-      baiduSendRequest(`${base}/rest/2.0/smartapp/message/custom/send`, token, openid, reply, userType),
+    sendRequest: (base, token, openid, reply, userType) => baiduSendRequest(`${base}/rest/2.0/smartapp/message/custom/send`, token, openid, reply, userType),
     readSend(body): PlatformAnswer {
       const gateway = field(body, "error_code");
       if (typeof gateway === "number") {

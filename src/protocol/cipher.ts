@@ -59,10 +59,7 @@ function fromBase64(encrypted: string): Buffer {
 export function decrypt(encrypted: string, { key, iv }: AesKey): Decrypted {
   const cipherText = fromBase64(encrypted);
   if (cipherText.length < BLOCK || cipherText.length % 16 !== 0) {
-    throw new KefuError(
-      "bad_block_length",
-      `ciphertext is ${cipherText.length} bytes: not a positive multiple of the AES block (16) of at least ${BLOCK}`,
-    );
+    throw new KefuError("bad_block_length", `ciphertext is ${cipherText.length} bytes: not a positive multiple of the AES block (16) of at least ${BLOCK}`);
   }
   const plain = decryptCbc(cipherText, key, iv);
 

@@ -171,7 +171,9 @@ function canonicalMsgId(raw: string): string {
  */
 export function dedupeKey(message: Pick<Message, "msgId" | "openid" | "createTime" | "event" | "type" | "raw">): string {
   if (message.msgId) return `msg:${message.msgId}`;
-  const fields = Object.keys(message.raw).sort().map((name) => [name, message.raw[name]]);
+  const fields = Object.keys(message.raw)
+    .sort()
+    .map((name) => [name, message.raw[name]]);
   const digest = createHash("sha256").update(JSON.stringify(fields)).digest("base64url").slice(0, 22);
   return `evt:${message.openid}:${message.createTime}:${message.event ?? message.type}:${digest}`;
 }

@@ -120,7 +120,8 @@ function openEncrypted(query: Params, body: string, secrets: PushSecrets, clock:
   try {
     inner = parseBody(message);
   } catch (error) {
-    if (error instanceof KefuError) throw new KefuError(error.code === "xml_doctype" ? "xml_doctype" : "bad_envelope", `decrypted Encrypt is not a push: ${error.message}`);
+    if (error instanceof KefuError)
+      throw new KefuError(error.code === "xml_doctype" ? "xml_doctype" : "bad_envelope", `decrypted Encrypt is not a push: ${error.message}`);
     throw error;
   }
   const copy = [...envelope.keys()].some((name) => name === "MsgType" || name === "FromUserName");

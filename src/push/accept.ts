@@ -30,13 +30,7 @@ const RETRY_MIN_AGE_MS = 2_000;
  * empty or down.
  * Resolves only once the message and its forward are durable: then the push may be acknowledged.
  */
-export async function accept(
-  env: Env,
-  ctx: Pick<ExecutionContext, "waitUntil">,
-  config: Config,
-  app: AppConfig,
-  message: Message,
-): Promise<Acceptance> {
+export async function accept(env: Env, ctx: Pick<ExecutionContext, "waitUntil">, config: Config, app: AppConfig, message: Message): Promise<Acceptance> {
   if (app.rules.systemTypes.includes(message.type)) return { outcome: "system" };
   if (message.createTime < Date.now() / 1000 - config.historyRetentionDays * DAY_SECONDS) return { outcome: "stale" };
   const key = seenKey(app.name, message);

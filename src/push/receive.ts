@@ -3,9 +3,7 @@ import { toMessage, type Message } from "../protocol/codec.ts";
 import { KefuError } from "../protocol/errors.ts";
 import { answerHandshake, openPush, type Clock, type Params, type SecurityMode } from "../protocol/push.ts";
 
-export type Received =
-  | { kind: "handshake"; echo: string }
-  | { kind: "push"; message: Message; mode: SecurityMode };
+export type Received = { kind: "handshake"; echo: string } | { kind: "push"; message: Message; mode: SecurityMode };
 
 export interface PushRequest {
   method: string;
@@ -24,12 +22,17 @@ export function receive(app: AppConfig, { method, query, body }: PushRequest, cl
   if (method === "GET") {
     throw new KefuError("bad_envelope", "GET is only the URL handshake, and echostr is missing");
   }
-  const opened = openPush(query, body, {
-    token: app.token,
-    mode: app.mode,
-    encodingAesKey: app.encodingAesKey,
-    requiredTrailingId: app.rules.trailingIdIsAppId ? app.appId : undefined,
-  }, clock);
+  const opened = openPush(
+    query,
+    body,
+    {
+      token: app.token,
+      mode: app.mode,
+      encodingAesKey: app.encodingAesKey,
+      requiredTrailingId: app.rules.trailingIdIsAppId ? app.appId : undefined,
+    },
+    clock,
+  );
   const message = toMessage(opened.fields, app.platform, app.name);
   // Two apps may share a Token and key: the addressee says whose push it is, where it is the appId.
   if (app.rules.toUserNameIsAppId && app.appId && !app.rules.systemTypes.includes(message.type) && message.to !== app.appId) {

@@ -7,7 +7,6 @@ import { accept } from "./accept.ts";
 import { receive } from "./receive.ts";
 import { PUSH_BODY_LIMIT } from "../protocol/push.ts";
 
-
 export const push = new Hono<HonoEnv>();
 
 push.on(["GET", "POST"], "/:app", async (c) => {

@@ -230,7 +230,13 @@ export class Authorizer extends DurableObject<Env> {
    * The new pair, committed in one write before anything else happens. A pair from an
    * authorization makes the program authorized again; one from a refresh never undoes a withdrawal.
    */
-  private commit(tp: string, appId: string, pair: TokenPair, obtainedAt: number, how: { authorization?: { at: number; kefuGranted?: boolean | null } }): AuthorizerRecord {
+  private commit(
+    tp: string,
+    appId: string,
+    pair: TokenPair,
+    obtainedAt: number,
+    how: { authorization?: { at: number; kefuGranted?: boolean | null } },
+  ): AuthorizerRecord {
     const current = this.record ?? this.fresh(tp, appId);
     const record: AuthorizerRecord = {
       ...current,
@@ -356,7 +362,8 @@ export class Authorizer extends DurableObject<Env> {
     // While the platform token was fetched, the program may have been withdrawn or authorized anew.
     const before = this.record!;
     if (before.state === "unauthorized") return unauthorized(app);
-    if (before.refreshToken !== presented) return before.accessToken ? { ok: true, token: before.accessToken } : this.recover(tp, appId, "the refresh token changed");
+    if (before.refreshToken !== presented)
+      return before.accessToken ? { ok: true, token: before.accessToken } : this.recover(tp, appId, "the refresh token changed");
     const started = Date.now();
     this.save({ ...before, presenting: presented });
     let answer = await callTp(tpCalls.refresh(base, platformToken.token, presented), setup.config.callTimeoutMs);

@@ -113,8 +113,16 @@ tp.get("/:tp/authorized", async (c) => {
   if (!result.ok) {
     c.set("log", { tp: platform.name, outcome: "failed", reason: result.error });
     return result.retry
-      ? page(503, "授权暂未完成 Authorization not completed yet", "Baidu could not be reached to complete it. Reload this page within the hour, or start again.")
-      : page(400, "授权失败 Authorization failed", "Baidu refused the authorization code (used, expired or not for this platform). Start again from the authorization link.");
+      ? page(
+          503,
+          "授权暂未完成 Authorization not completed yet",
+          "Baidu could not be reached to complete it. Reload this page within the hour, or start again.",
+        )
+      : page(
+          400,
+          "授权失败 Authorization failed",
+          "Baidu refused the authorization code (used, expired or not for this platform). Start again from the authorization link.",
+        );
   }
   const { summary } = result;
   c.set("log", { tp: platform.name, app: summary.app, outcome: "authorized", kefuGranted: summary.kefuGranted });

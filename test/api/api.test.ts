@@ -49,7 +49,11 @@ describe("auth and validation", () => {
       ["bd-shop", [], "body: must be an object"],
       ["bd-shop", { type: "text", content: "x" }, "openid: is required"],
       ["bd-shop", { openid: "o", type: "video" }, "type: must be one of text, image, link, miniprogrampage"],
-      ["bd-shop", { openid: "o", type: "link", link: { title: "t", description: "d", url: "https://a", thumbUrl: "https://b" } }, "type: must be one of text, image on baidu"],
+      [
+        "bd-shop",
+        { openid: "o", type: "link", link: { title: "t", description: "d", url: "https://a", thumbUrl: "https://b" } },
+        "type: must be one of text, image on baidu",
+      ],
       ["bd-shop", { openid: "o", type: "text", content: "" }, "content: must be a non-empty string"],
       ["bd-shop", { openid: "o", type: "image", mediaId: "m" }, "picUrl: is required for image on baidu"],
       ["bd-shop", { openid: "o", type: "image", picUrl: "ftp://x" }, "picUrl: must be an http(s) URL"],
@@ -72,7 +76,10 @@ describe("auth and validation", () => {
     const openid = uniqueId("o");
     const longKey = await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "x" }, { "idempotency-key": "k".repeat(256) });
     expect(longKey.body.error).toEqual({ code: "invalid_body", field: "idempotency-key", message: "idempotency-key: must be 1-255 characters" });
-    expect((await api("GET", "/apps/bd-shop/conversations?limit=abc")).body.error).toMatchObject({ field: "limit", message: "limit: must be an integer from 1 to 100" });
+    expect((await api("GET", "/apps/bd-shop/conversations?limit=abc")).body.error).toMatchObject({
+      field: "limit",
+      message: "limit: must be an integer from 1 to 100",
+    });
     expect((await api("GET", "/apps/bd-shop/conversations?limit=0")).status).toBe(400);
     expect((await api("GET", `/apps/bd-shop/conversations/${openid}?limit=201`)).body.error.field).toBe("limit");
     const plain = await api("POST", "/apps/bd-shop/messages", JSON.stringify({ openid, type: "text", content: "x" }), { "content-type": "text/plain" });
@@ -110,7 +117,13 @@ describe("sending", () => {
     expect(conversation.quota.remaining).toBe(4);
     expect(conversation.history.map((h: { direction: string }) => h.direction)).toEqual(["out", "in"]);
     // Flat: the delivery state beside the reply, not a reply nested in a reply.
-    expect(conversation.history[0]).toMatchObject({ direction: "out", id: accepted.body.id, status: "sent", attempts: 1, reply: { type: "text", content: "您好，这里是客服" } });
+    expect(conversation.history[0]).toMatchObject({
+      direction: "out",
+      id: accepted.body.id,
+      status: "sent",
+      attempts: 1,
+      reply: { type: "text", content: "您好，这里是客服" },
+    });
     expect(conversation.history[0].reply.reply).toBeUndefined();
   });
 
@@ -329,7 +342,12 @@ describe("conversations", () => {
     } while (before && pages < 10);
     expect(pages).toBe(4);
     expect(seen).toHaveLength(7);
-    expect(seen.filter((h) => h.direction === "out").map((h) => h.id).sort()).toEqual([...ids].sort());
+    expect(
+      seen
+        .filter((h) => h.direction === "out")
+        .map((h) => h.id)
+        .sort(),
+    ).toEqual([...ids].sort());
     expect(new Set(seen.filter((h) => h.direction === "in").map((h) => h.message!.msgId)).size).toBe(4);
     const times = seen.map((h) => h.at);
     expect([...times].sort().reverse()).toEqual(times); // newest first across pages

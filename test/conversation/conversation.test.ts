@@ -46,8 +46,7 @@ async function burst(request: () => Request, count: number, workerEnv: Env) {
   return Promise.all(responses.map(async (r) => `${r.status} ${await r.text()}`));
 }
 
-const listed = async (openid: string) =>
-  (await env.DIRECTORY.getByName("bd-shop").list(1000)).conversations.find((c) => c.openid === openid)?.lastActiveAt;
+const listed = async (openid: string) => (await env.DIRECTORY.getByName("bd-shop").list(1000)).conversations.find((c) => c.openid === openid)?.lastActiveAt;
 
 describe("exactly once", () => {
   for (const [label, kv] of [
@@ -161,7 +160,11 @@ describe("forwarding", () => {
       async () => {
         const snapshot = await conversation(env, "bd-shop", openid).snapshot();
         // KEFU_FORWARD_ATTEMPTS is 4 in the tests
-        expect(received(snapshot!.history)[0]!.forward).toMatchObject({ status: "failed", attempts: 4, error: "gave up after 4 attempts: webhook answered HTTP 500" });
+        expect(received(snapshot!.history)[0]!.forward).toMatchObject({
+          status: "failed",
+          attempts: 4,
+          error: "gave up after 4 attempts: webhook answered HTTP 500",
+        });
       },
       { timeout: 8000, interval: 100 },
     );
@@ -182,7 +185,8 @@ describe("reply window in the Durable Object", () => {
     await evictDurableObject(stub);
     expect(await stub.quota()).toEqual(before);
 
-    for (let i = 0; i < 5; i++) expect((await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: `r${i}` } })).ok).toBe(true);
+    for (let i = 0; i < 5; i++)
+      expect((await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: `r${i}` } })).ok).toBe(true);
     await evictDurableObject(stub);
     const over = await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: "one too many" } });
     expect(over).toMatchObject({ ok: false, code: "quota_exhausted", quota: { remaining: 0 } });
@@ -202,7 +206,12 @@ describe("reply window in the Durable Object", () => {
     });
     await sleep(5);
     await burst(sealed(textPush({ ToUserName: bd.appId, FromUserName: openid })), 1, env); // a new 48 h window
-    await stub.finishSend(id, token, { status: "failed", release: false, window: "exhausted", error: { code: "quota_exhausted", platformCode: 90001, message: "" } });
+    await stub.finishSend(id, token, {
+      status: "failed",
+      release: false,
+      window: "exhausted",
+      error: { code: "quota_exhausted", platformCode: 90001, message: "" },
+    });
     expect((await stub.quota()).remaining).toBe(4); // 5, less the one in flight when the user wrote
   });
 
@@ -229,13 +238,19 @@ describe("reply window in the Durable Object", () => {
 
   it("is closed for a user who never wrote", async () => {
     const stub = conversation(env, "bd-shop", uniqueId("o"));
-    expect(await stub.reserveReply("bd-shop", "x", uniqueId("rpl"), { reply: { type: "text", content: "hi" } })).toMatchObject({ ok: false, code: "window_closed" });
+    expect(await stub.reserveReply("bd-shop", "x", uniqueId("rpl"), { reply: { type: "text", content: "hi" } })).toMatchObject({
+      ok: false,
+      code: "window_closed",
+    });
   });
 
   it("WeChat's tempsession event opens the short session window", async () => {
     const openid = uniqueId("o");
     const now = Math.floor(Date.now() / 1000);
-    await sendPush({ ToUserName: "gh_x", FromUserName: openid, CreateTime: now, MsgType: "event", Event: "user_enter_tempsession" }, { app: "wx-sample", mode: "safe", format: "xml" });
+    await sendPush(
+      { ToUserName: "gh_x", FromUserName: openid, CreateTime: now, MsgType: "event", Event: "user_enter_tempsession" },
+      { app: "wx-sample", mode: "safe", format: "xml" },
+    );
     const quota = await conversation(env, "wx-sample", openid).quota();
     expect(quota.remaining).toBe(2);
     expect(Date.parse(quota.windowExpiresAt!)).toBe(now * 1000 + 60_000);
@@ -268,7 +283,6 @@ describe("reply window in the Durable Object", () => {
 });
 
 describe("work per push", () => {
-
   it("tells the Directory of a new conversation, not of a second push within the quiet period, again after it", async () => {
     const first = textPush({ ToUserName: bd.appId });
     const openid = first.FromUserName as string;
@@ -298,7 +312,10 @@ describe("work per push", () => {
     const stub = conversation(env, "bd-shop", openid);
     expect((await stub.reserveReply("bd-shop", openid, uniqueId("rpl"), { reply: { type: "text", content: "hi" } })).ok).toBe(true);
     await runInDurableObject(stub, (_instance, state) => {
-      const tables = state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((t) => t.name);
+      const tables = state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .toArray()
+        .map((t) => t.name);
       expect(tables).not.toContain("sqlite_sequence");
       expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM handoffs").one().n).toBe(0); // handed on directly
     });
@@ -308,7 +325,16 @@ describe("work per push", () => {
     const stub = conversation(env, "bd-shop", uniqueId("o"));
     const fields = textPush({ ToUserName: bd.appId });
     await runInDurableObject(stub, async (instance: Conversation, state) => {
-      const message = { platform: "baidu", app: "bd-shop", openid: fields.FromUserName, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "hi", raw: {} } as never;
+      const message = {
+        platform: "baidu",
+        app: "bd-shop",
+        openid: fields.FromUserName,
+        createTime: fields.CreateTime,
+        type: "text",
+        msgId: fields.MsgId,
+        content: "hi",
+        raw: {},
+      } as never;
       instance.accept(message, { forward: false });
       state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
       const key = `msg:${fields.MsgId}`;
@@ -361,14 +387,21 @@ describe("work per push", () => {
         CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
       `);
       sql.exec("INSERT INTO conversation (id, app, openid, last_active_at) VALUES (1, 'bd-shop', ?, ?)", openid, Date.now());
-      sql.exec("INSERT INTO inbound (key, received_at, message, forward, forward_attempts) VALUES ('msg:7', ?, ?, 'delivered', 1)", Date.now(), JSON.stringify(message));
+      sql.exec(
+        "INSERT INTO inbound (key, received_at, message, forward, forward_attempts) VALUES ('msg:7', ?, ?, 'delivered', 1)",
+        Date.now(),
+        JSON.stringify(message),
+      );
       sql.exec("INSERT INTO outbox (item) VALUES (?)", JSON.stringify({ target: "directory", at: Date.now() }));
     });
     await evictDurableObject(stub);
     const snapshot = await stub.snapshot();
     expect(snapshot!.history).toEqual([expect.objectContaining({ message, forward: { status: "delivered", attempts: 1 } })]);
     await runInDurableObject(stub, (_instance, state) => {
-      const tables = state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((t) => t.name);
+      const tables = state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .toArray()
+        .map((t) => t.name);
       expect(tables).not.toContain("inbound");
       expect(tables).not.toContain("outbox");
       expect(state.storage.sql.exec<{ item: string }>("SELECT item FROM handoffs").toArray()).toHaveLength(1);
@@ -383,7 +416,17 @@ describe("hand-off fallbacks", () => {
     const fields = textPush({ ToUserName: bd.appId });
     const openid = fields.FromUserName as string;
     const stub = conversation(env, "bd-shop", openid);
-    const message = { platform: "baidu", app: "bd-shop", openid, to: bd.appId, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "你好", raw: {} } as never;
+    const message = {
+      platform: "baidu",
+      app: "bd-shop",
+      openid,
+      to: bd.appId,
+      createTime: fields.CreateTime,
+      type: "text",
+      msgId: fields.MsgId,
+      content: "你好",
+      raw: {},
+    } as never;
     await runInDurableObject(stub, async (instance: Conversation, state) => {
       const forwards = (instance as unknown as { env: Env }).env.FORWARDS;
       const send = forwards.send;
@@ -405,7 +448,16 @@ describe("hand-off fallbacks", () => {
     const fields = textPush({ ToUserName: bd.appId });
     const key = `msg:${fields.MsgId}`;
     await runInDurableObject(stub, (instance: Conversation, state) => {
-      const message = { platform: "baidu", app: "bd-shop", openid: fields.FromUserName, createTime: fields.CreateTime, type: "text", msgId: fields.MsgId, content: "hi", raw: {} } as never;
+      const message = {
+        platform: "baidu",
+        app: "bd-shop",
+        openid: fields.FromUserName,
+        createTime: fields.CreateTime,
+        type: "text",
+        msgId: fields.MsgId,
+        content: "hi",
+        raw: {},
+      } as never;
       instance.accept(message, { forward: false });
       state.storage.sql.exec("UPDATE messages SET forward = 'pending'"); // as if forwarded, without a queue job
       expect(instance.claimForward(key, 60_000, 60_000)).toMatchObject({ state: "claimed", attempts: 1 });

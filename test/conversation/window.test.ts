@@ -1,14 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  applyGrant,
-  closeWindow,
-  closedWindow,
-  exhaust,
-  quotaOf,
-  releaseReply,
-  takeReply,
-  type ReplyWindow,
-} from "../../src/conversation/window.ts";
+import { applyGrant, closeWindow, closedWindow, exhaust, quotaOf, releaseReply, takeReply, type ReplyWindow } from "../../src/conversation/window.ts";
 import { baidu } from "../../src/platforms/baidu.ts";
 import { wechat } from "../../src/platforms/wechat.ts";
 

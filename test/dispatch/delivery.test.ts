@@ -73,7 +73,10 @@ describe("configuration problems never lose or consume work", () => {
     const brokenEnv = { ...env, KEFU_APPS: typo };
     const push = (app: "bd-shop" | "bd-plain") => {
       const openid = uniqueId("o");
-      return Promise.resolve(worker.fetch(new Request(`https://kefu.test/push/${app}?x=1`, { method: "POST", body: "<xml/>" }), brokenEnv)).then((r) => ({ r, openid }));
+      return Promise.resolve(worker.fetch(new Request(`https://kefu.test/push/${app}?x=1`, { method: "POST", body: "<xml/>" }), brokenEnv)).then((r) => ({
+        r,
+        openid,
+      }));
     };
     const broken = await push("bd-shop");
     expect(broken.r.status).toBe(503);
@@ -86,7 +89,10 @@ describe("configuration problems never lose or consume work", () => {
     );
     expect(apiCall.status).toBe(503);
     expect(((await apiCall.json()) as { error: { message: string } }).error.message).toMatch(/KEFU_APPS\.bd-shop\.platfrom is not a known field/);
-    const healthy = await worker.fetch(new Request("https://kefu.test/api/apps/bd-plain/conversations", { headers: { authorization: "Bearer test-api-key" } }), brokenEnv);
+    const healthy = await worker.fetch(
+      new Request("https://kefu.test/api/apps/bd-plain/conversations", { headers: { authorization: "Bearer test-api-key" } }),
+      brokenEnv,
+    );
     expect(healthy.status).toBe(200);
     const health = await worker.fetch(new Request("https://kefu.test/health", { headers: { authorization: "Bearer test-api-key" } }), brokenEnv);
     expect(health.status).toBe(503);
@@ -152,7 +158,9 @@ describe("configuration problems never lose or consume work", () => {
     expect((await conversation(env, "bd-shop", openid).quota()).remaining).toBe(4);
     const bare = { CONVERSATIONS: env.CONVERSATIONS, DIRECTORY: env.DIRECTORY } as Env;
     expect((await deliver(sendDeadLetters, "kefu-sends-dlq", { app: "bd-shop", openid, id }, bare)).explicitAcks).toHaveLength(1);
-    expect((await deliver(forwardDeadLetters, "kefu-forwards-dlq", { app: "bd-shop", openid, key: `msg:${message.msgId}` }, bare)).explicitAcks).toHaveLength(1);
+    expect((await deliver(forwardDeadLetters, "kefu-forwards-dlq", { app: "bd-shop", openid, key: `msg:${message.msgId}` }, bare)).explicitAcks).toHaveLength(
+      1,
+    );
     expect(await replyState("bd-shop", id)).toMatchObject({ status: "failed", error: { code: "retries_exhausted" } });
     expect((await conversation(env, "bd-shop", openid).quota()).remaining).toBe(5); // its slot given back
     const snapshot = await conversation(env, "bd-shop", openid).snapshot();
@@ -319,8 +327,9 @@ describe("exactly one platform call per reply attempt", () => {
     await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ delayMs: 400 }] });
     const { body } = await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "lease" });
     await vi.waitFor(async () => expect((await replyState("bd-shop", body.id)).status).toBe("sending"));
-    const lease = await runInDurableObject(conversation(env, "bd-shop", openid), (_instance, state) =>
-      state.storage.sql.exec<{ ms: number }>("SELECT lease_until - claimed_at AS ms FROM replies WHERE id = ?", body.id).one().ms,
+    const lease = await runInDurableObject(
+      conversation(env, "bd-shop", openid),
+      (_instance, state) => state.storage.sql.exec<{ ms: number }>("SELECT lease_until - claimed_at AS ms FROM replies WHERE id = ?", body.id).one().ms,
     );
     expect(lease).toBeGreaterThanOrEqual(4 * Number(env.KEFU_CALL_TIMEOUT_MS));
     await settled("bd-shop", body.id);
@@ -409,9 +418,12 @@ describe("delivery status is pushed", () => {
     await settled("bd-shop", sent);
     await standIn("/script", { platform: "baidu", kind: "send", match: openid, responses: [{ body: { errno: 30022, msg: "invalid openid" } }] });
     const failed = (await api("POST", "/apps/bd-shop/messages", { openid, type: "text", content: "refused" })).body.id;
-    await vi.waitFor(async () => expect((await webhookDeliveries(openid)).map((d) => d.body.type)).toEqual(["message.received", "message.sent", "message.failed"]), {
-      timeout: 8000,
-    });
+    await vi.waitFor(
+      async () => expect((await webhookDeliveries(openid)).map((d) => d.body.type)).toEqual(["message.received", "message.sent", "message.failed"]),
+      {
+        timeout: 8000,
+      },
+    );
     const deliveries = await webhookDeliveries(openid);
     expect(deliveries[1]!.body.data).toEqual({ id: sent, app: "bd-shop", openid, attempts: 1 });
     expect(deliveries[2]!.body.data).toEqual({
@@ -459,4 +471,3 @@ describe("idle conversations cost nothing", () => {
     await runDurableObjectAlarm(stub);
   });
 });
-

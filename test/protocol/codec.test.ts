@@ -98,8 +98,7 @@ describe("codec", () => {
   });
 
   it("never expands DOCTYPE entities", () => {
-    const bomb =
-      '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><xml><Content>&lol2;</Content></xml>';
+    const bomb = '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><xml><Content>&lol2;</Content></xml>';
     expect(code(() => parseBody(bomb))).toBe("xml_doctype");
     const xxe = '<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><Content>&x;</Content></xml>';
     expect(code(() => parseBody(xxe))).toBe("xml_doctype");
@@ -122,7 +121,10 @@ describe("codec", () => {
     // As JSON numbers, the text sent is judged, not what JSON.parse makes of it.
     for (const bad of ["1e30", "1.5", "-5", "1E3"]) {
       const { fields } = parseBody(`{"FromUserName":"u","CreateTime":5,"MsgType":"text","MsgId":${bad}}`);
-      expect(code(() => toMessage(fields, "baidu", "b")), bad).toBe("bad_field");
+      expect(
+        code(() => toMessage(fields, "baidu", "b")),
+        bad,
+      ).toBe("bad_field");
     }
   });
 

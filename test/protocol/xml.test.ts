@@ -13,7 +13,10 @@ describe("XML, never expanding an entity", () => {
 
   it("refuses any other reference instead of expanding or keeping it", () => {
     for (const text of ["&a;", "&nbsp;", "& ", "&#0;", "&#xD800;", "&#x110000;", "&#;", "&amp"]) {
-      expect(code(() => parseXml(`<xml><Content>${text}</Content></xml>`)), text).toBe("bad_xml");
+      expect(
+        code(() => parseXml(`<xml><Content>${text}</Content></xml>`)),
+        text,
+      ).toBe("bad_xml");
     }
   });
 
@@ -22,12 +25,16 @@ describe("XML, never expanding an entity", () => {
       '<!DOCTYPE x [<!ENTITY a "AAAA">]><xml><Content>&a;</Content></xml>',
       '<!-- <![CDATA[ --><!DOCTYPE x [<!ENTITY a "AAAA">]><!-- ]]> --><xml><Content>&a;</Content></xml>',
       '<?xml version="1.0"?><!-- c --><!DOCTYPE x><xml><Content>x</Content></xml>',
-      '<xml><!DOCTYPE x><Content>x</Content></xml>',
+      "<xml><!DOCTYPE x><Content>x</Content></xml>",
       '<xml><Content>x</Content><!ENTITY a "b"></xml>',
-      '<xml><Content><![CDATA[x]]><!DOCTYPE y></Content></xml>',
-      '<xml><Content>x</Content></xml><!DOCTYPE z>',
+      "<xml><Content><![CDATA[x]]><!DOCTYPE y></Content></xml>",
+      "<xml><Content>x</Content></xml><!DOCTYPE z>",
     ];
-    for (const attack of attacks) expect(code(() => parseXml(attack)), attack).toBe("xml_doctype");
+    for (const attack of attacks)
+      expect(
+        code(() => parseXml(attack)),
+        attack,
+      ).toBe("xml_doctype");
   });
 
   it("keeps a user's text that merely reads like markup", () => {

@@ -43,15 +43,18 @@ function seal(app: TestAppName, fields: Fields, mode: SecurityMode, format: "xml
   const config = testApps[app] as { token: string; encodingAesKey?: string; appId?: string; platform: string };
   const encodingAesKey = config.encodingAesKey ?? testApps["bd-shop"].encodingAesKey; // the console's, for keyless apps
   const addressed = { ToUserName: config.platform === "baidu" ? (config.appId ?? "baidu-app") : "gh_1", ...fields };
-  return { inner: encode(addressed, format), ...sealPush(addressed, {
-    token: config.token,
-    encodingAesKey,
-    trailingId: config.platform === "wechat" ? config.appId : "20073496",
-    mode,
-    format,
-    envelope: mode === "plaintext" ? "query" : envelope,
-    timestamp: String(NOW),
-  }) };
+  return {
+    inner: encode(addressed, format),
+    ...sealPush(addressed, {
+      token: config.token,
+      encodingAesKey,
+      trailingId: config.platform === "wechat" ? config.appId : "20073496",
+      mode,
+      format,
+      envelope: mode === "plaintext" ? "query" : envelope,
+      timestamp: String(NOW),
+    }),
+  };
 }
 
 /** Ends as a handshake or a message, or as a 4xx KefuError: never as anything else. */
@@ -65,7 +68,32 @@ function judged(run: () => unknown): "ok" | "refused" {
   }
 }
 
-const SNIPPETS = ["<!DOCTYPE x>", "<!ENTITY a 'b'>", "&a;", "&#0;", "&#x110000;", "<![CDATA[", "]]>", "<!--", "-->", "<", ">", "&", "{", "}", '"', "\u0000", "<?x?>", "</xml>", "<xml>", "<a/>", "\uFEFF", "=", "%", "+"];
+const SNIPPETS = [
+  "<!DOCTYPE x>",
+  "<!ENTITY a 'b'>",
+  "&a;",
+  "&#0;",
+  "&#x110000;",
+  "<![CDATA[",
+  "]]>",
+  "<!--",
+  "-->",
+  "<",
+  ">",
+  "&",
+  "{",
+  "}",
+  '"',
+  "\u0000",
+  "<?x?>",
+  "</xml>",
+  "<xml>",
+  "<a/>",
+  "\uFEFF",
+  "=",
+  "%",
+  "+",
+];
 
 /** A body changed the way an attacker or a broken proxy would change it. */
 const mutation = fc.oneof(
@@ -120,9 +148,14 @@ describe("the inbound path, under random input", { timeout: Math.max(30_000, RUN
 
   it("survives bodies that are not pushes at all", () => {
     fc.assert(
-      fc.property(fc.constantFrom(...apps), fc.oneof(fc.string({ maxLength: 300 }), fc.json(), fc.string({ unit: "binary", maxLength: 200 })), queryArb, (app, body, query) => {
-        judged(() => receive(appConfig(app), { method: "POST", query, body }, clock));
-      }),
+      fc.property(
+        fc.constantFrom(...apps),
+        fc.oneof(fc.string({ maxLength: 300 }), fc.json(), fc.string({ unit: "binary", maxLength: 200 })),
+        queryArb,
+        (app, body, query) => {
+          judged(() => receive(appConfig(app), { method: "POST", query, body }, clock));
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -130,17 +163,26 @@ describe("the inbound path, under random input", { timeout: Math.max(30_000, RUN
   it("opens every sealed push it is given, every pad byte 1..32, on both platforms", () => {
     const pads = { "wx-sample": new Set<number>(), "bd-shop": new Set<number>() };
     fc.assert(
-      fc.property(fc.constantFrom("wx-sample", "bd-shop") as fc.Arbitrary<"wx-sample" | "bd-shop">, fieldsArb, fc.constantFrom("xml", "json") as fc.Arbitrary<"xml" | "json">, (app, fields, format) => {
-        const sealed = seal(app, fields, "safe", format, app === "bd-shop" ? "body" : "query");
-        const received = receive(appConfig(app), { method: "POST", query: sealed.query, body: sealed.body }, clock);
-        expect(received).toMatchObject({ kind: "push", mode: "safe", message: { openid: fields.FromUserName, content: fields.Content, msgId: BigInt(fields.MsgId).toString() } });
-        // The pad byte this push used: ciphertext = 16 random + 4 length + message + trailing id + pad.
-        const trailing = app === "wx-sample" ? testApps["wx-sample"].appId : "20073496";
-        const encrypted = format === "json" ? JSON.parse(sealed.body).Encrypt : /<Encrypt><!\[CDATA\[(.*)\]\]><\/Encrypt>/.exec(sealed.body)![1]!;
-        const pad = atob(encrypted).length - (20 + new TextEncoder().encode(sealed.inner).length + trailing.length);
-        expect(pad).toBeGreaterThanOrEqual(1);
-        pads[app].add(pad);
-      }),
+      fc.property(
+        fc.constantFrom("wx-sample", "bd-shop") as fc.Arbitrary<"wx-sample" | "bd-shop">,
+        fieldsArb,
+        fc.constantFrom("xml", "json") as fc.Arbitrary<"xml" | "json">,
+        (app, fields, format) => {
+          const sealed = seal(app, fields, "safe", format, app === "bd-shop" ? "body" : "query");
+          const received = receive(appConfig(app), { method: "POST", query: sealed.query, body: sealed.body }, clock);
+          expect(received).toMatchObject({
+            kind: "push",
+            mode: "safe",
+            message: { openid: fields.FromUserName, content: fields.Content, msgId: BigInt(fields.MsgId).toString() },
+          });
+          // The pad byte this push used: ciphertext = 16 random + 4 length + message + trailing id + pad.
+          const trailing = app === "wx-sample" ? testApps["wx-sample"].appId : "20073496";
+          const encrypted = format === "json" ? JSON.parse(sealed.body).Encrypt : /<Encrypt><!\[CDATA\[(.*)\]\]><\/Encrypt>/.exec(sealed.body)![1]!;
+          const pad = atob(encrypted).length - (20 + new TextEncoder().encode(sealed.inner).length + trailing.length);
+          expect(pad).toBeGreaterThanOrEqual(1);
+          pads[app].add(pad);
+        },
+      ),
       { numRuns: Math.max(RUNS, 2000) },
     );
     for (const seen of Object.values(pads)) expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
@@ -151,7 +193,9 @@ describe("the inbound path, under random input", { timeout: Math.max(30_000, RUN
       xmlChar.map((c) => ({ c, xml: c.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll("\r", "&#13;") })),
       xmlChar.map((c) => ({ c, xml: [...c].map((p) => `&#${p.codePointAt(0)};`).join("") })),
       xmlChar.map((c) => ({ c, xml: [...c].map((p) => `&#x${p.codePointAt(0)!.toString(16)};`).join("") })),
-      fc.constantFrom(["<", "&lt;"], [">", "&gt;"], ["&", "&amp;"], ['"', "&quot;"], ["'", "&apos;"], ["&lt;", "&amp;lt;"]).map(([c, xml]) => ({ c: c!, xml: xml! })),
+      fc
+        .constantFrom(["<", "&lt;"], [">", "&gt;"], ["&", "&amp;"], ['"', "&quot;"], ["'", "&apos;"], ["&lt;", "&amp;lt;"])
+        .map(([c, xml]) => ({ c: c!, xml: xml! })),
       xmlText.filter((t) => !t.includes("]]>") && !t.includes("\r")).map((t) => ({ c: t, xml: `<![CDATA[${t}]]>` })),
     );
     fc.assert(

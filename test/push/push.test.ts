@@ -21,7 +21,6 @@ function signedQuery(token: string, extra: Record<string, string> = {}) {
 
 afterEach(() => vi.restoreAllMocks());
 
-
 async function expectError(response: Response, status: number, code: string) {
   expect(response.status).toBe(status);
   const body = (await response.json()) as { error: { code: string; message: string } };
@@ -62,12 +61,7 @@ describe("URL handshake", () => {
 
   it("refuses a wrong signature with 401 and no echo", async () => {
     const echostr = "secret-echo";
-    const response = await postRaw(
-      `/push/wx-doc${queryString({ signature: "0".repeat(40), timestamp, nonce, echostr })}`,
-      null,
-      undefined,
-      "GET",
-    );
+    const response = await postRaw(`/push/wx-doc${queryString({ signature: "0".repeat(40), timestamp, nonce, echostr })}`, null, undefined, "GET");
     expect(await expectError(response, 401, "bad_signature")).not.toContain(echostr);
   });
 
@@ -96,7 +90,11 @@ describe("pushes", () => {
     const body = `<xml><ToUserName><![CDATA[${expected.to}]]></ToUserName><Encrypt><![CDATA[${encrypted}]]></Encrypt></xml>`;
     const app = requireApp(requireConfig(env), "wx-sample");
     const received = receive(app, { method: "POST", query, body }, { now: Number(timestamp), toleranceSeconds: 300 });
-    expect(received).toMatchObject({ kind: "push", mode: "safe", message: { openid: expected.openid, to: expected.to, content: expected.content, msgId: expected.msgId, createTime: expected.createTime } });
+    expect(received).toMatchObject({
+      kind: "push",
+      mode: "safe",
+      message: { openid: expected.openid, to: expected.to, content: expected.content, msgId: expected.msgId, createTime: expected.createTime },
+    });
     let response!: Response;
     const lines = await logsOf(async () => {
       response = await postRaw(`/push/wx-sample${queryString(query)}`, body);
@@ -287,5 +285,4 @@ describe("bad input", () => {
       "KEFU_APPS is not set: give it a JSON object of apps (wrangler secret put KEFU_APPS)",
     );
   });
-
 });

@@ -25,7 +25,10 @@ describe("a leaked signature triple", () => {
     // A genuine safe-mode WeChat push, as seen in a log line or a proxy.
     const genuine = sealFor(textPush(), { app: "wx-sample", mode: "safe", format: "xml" });
     const victim = uniqueId("victim");
-    const forged = encode({ ToUserName: "gh_10f6c3c3ac5a", FromUserName: victim, CreateTime: now(), MsgType: "text", Content: "退款给我", MsgId: "123456789" }, "xml");
+    const forged = encode(
+      { ToUserName: "gh_10f6c3c3ac5a", FromUserName: victim, CreateTime: now(), MsgType: "text", Content: "退款给我", MsgId: "123456789" },
+      "xml",
+    );
     for (const query of [genuine.query, { signature: genuine.query.signature!, timestamp: genuine.query.timestamp!, nonce: genuine.query.nonce! }]) {
       const message = await refused(await postRaw(`/push/wx-sample${queryString(query)}`, forged), 401, "wrong_mode");
       expect(message).toMatch(/safe mode/);
@@ -64,7 +67,9 @@ describe("hostile XML", () => {
 
   it("refuses a DOCTYPE hidden behind CDATA-in-comment tricks, in the body and inside Encrypt", async () => {
     const openid = uniqueId("o");
-    const body = wrapped(`<xml><ToUserName>baidu-app</ToUserName><FromUserName>${openid}</FromUserName><CreateTime>${now()}</CreateTime><MsgType>text</MsgType><Content>&a;</Content></xml>`);
+    const body = wrapped(
+      `<xml><ToUserName>baidu-app</ToUserName><FromUserName>${openid}</FromUserName><CreateTime>${now()}</CreateTime><MsgType>text</MsgType><Content>&a;</Content></xml>`,
+    );
     const plain = sealFor(textPush(), { app: "bd-plain" });
     await refused(await postRaw(`/push/bd-plain${queryString(plain.query)}`, body), 400, "xml_doctype");
     // The same inside a correctly signed, encrypted payload.
@@ -102,7 +107,9 @@ describe("hostile XML", () => {
     const plain = sealFor(textPush(), { app: "bd-plain" });
     const q = queryString(plain.query);
     const deepJson = "[".repeat(PUSH_BODY_LIMIT / 2) + "]".repeat(PUSH_BODY_LIMIT / 2);
-    expect(await refused(await postRaw(`/push/bd-plain${q}`, `{"a":${deepJson.slice(0, PUSH_BODY_LIMIT - 10)}}`), 400, "bad_json")).toMatch(/more than 32 objects/);
+    expect(await refused(await postRaw(`/push/bd-plain${q}`, `{"a":${deepJson.slice(0, PUSH_BODY_LIMIT - 10)}}`), 400, "bad_json")).toMatch(
+      /more than 32 objects/,
+    );
     expect(await refused(await postRaw(`/push/bd-plain${q}`, `{"a":[1,2}`), 400, "bad_json")).toBe("body is not valid JSON");
     const deepXml = "<a>".repeat(5000) + "</a>".repeat(5000);
     expect(await refused(await postRaw(`/push/bd-plain${q}`, deepXml), 400, "bad_xml")).toMatch(/nested deeper than 8/);
@@ -118,7 +125,11 @@ describe("distinct messages stay distinct", () => {
       for (let i = 0; i < 2; i++) expect(await (await sendPush(fields, { app: "bd-shop", format: "json" })).text()).toBe("success");
     }
     const history = await historyOf("bd-shop", openid);
-    expect(received(history).map((h) => h.message.content).sort()).toEqual(["一", "三", "二"].sort());
+    expect(
+      received(history)
+        .map((h) => h.message.content)
+        .sort(),
+    ).toEqual(["一", "三", "二"].sort());
   });
 
   it("refuses MsgIds that are not 64-bit decimal integers, and reads 007 as 7", async () => {
@@ -155,12 +166,15 @@ describe("the body limit", () => {
   it("takes the largest genuine push with room to spare, and refuses one byte more than the limit", async () => {
     // The longest text we allow for: 8,192 characters of 3-byte UTF-8, sent in compatible mode.
     const fields = textPush({ Content: "长".repeat(8192) });
-    const sealed = sealPush({ ToUserName: "16824787", ...fields }, {
-      token: testApps["bd-compat"].token,
-      encodingAesKey: testApps["bd-compat"].encodingAesKey,
-      mode: "compatible",
-      format: "xml",
-    });
+    const sealed = sealPush(
+      { ToUserName: "16824787", ...fields },
+      {
+        token: testApps["bd-compat"].token,
+        encodingAesKey: testApps["bd-compat"].encodingAesKey,
+        mode: "compatible",
+        format: "xml",
+      },
+    );
     const size = new TextEncoder().encode(sealed.body).length;
     expect(size * 1.2).toBeLessThan(PUSH_BODY_LIMIT);
     expect(await (await postRaw(`/push/bd-compat${queryString(sealed.query)}`, sealed.body)).text()).toBe("success");

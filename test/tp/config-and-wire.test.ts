@@ -22,9 +22,21 @@ const tp = (value: unknown, apps = true): KefuVars => ({
 
 describe("KEFU_THIRD_PARTY", () => {
   it("reads each platform, the message URL's pair defaulting to the events URL's", () => {
-    const result = parseConfig(tp({ a: { clientId: "c", token: "t", encodingAesKey: KEY }, b: { clientId: "c2", token: "t", encodingAesKey: KEY, messageToken: "m", messageEncodingAesKey: KEY.toLowerCase() } }));
+    const result = parseConfig(
+      tp({
+        a: { clientId: "c", token: "t", encodingAesKey: KEY },
+        b: { clientId: "c2", token: "t", encodingAesKey: KEY, messageToken: "m", messageEncodingAesKey: KEY.toLowerCase() },
+      }),
+    );
     if (!result.ok) throw new Error(result.problems.join("; "));
-    expect(result.config.thirdParties.get("a")).toEqual({ name: "a", clientId: "c", token: "t", encodingAesKey: KEY, messageToken: "t", messageEncodingAesKey: KEY });
+    expect(result.config.thirdParties.get("a")).toEqual({
+      name: "a",
+      clientId: "c",
+      token: "t",
+      encodingAesKey: KEY,
+      messageToken: "t",
+      messageEncodingAesKey: KEY,
+    });
     expect(result.config.thirdParties.get("b")).toMatchObject({ messageToken: "m" });
   });
 
@@ -82,7 +94,18 @@ describe("the platform's URLs under random input", () => {
     const body = fc.oneof(
       fc.string({ maxLength: 200 }),
       fc.json({ maxDepth: 3 }),
-      fc.record({ Ticket: fc.string(), MsgType: fc.constantFrom("ticket", "text"), CreateTime: fc.oneof(fc.integer(), fc.string()), event: fc.constantFrom("AUTHORIZED", "UNAUTHORIZED", "OTHER"), appId: fc.oneof(fc.integer(), fc.string()), eventTime: fc.string() }, { requiredKeys: [] })
+      fc
+        .record(
+          {
+            Ticket: fc.string(),
+            MsgType: fc.constantFrom("ticket", "text"),
+            CreateTime: fc.oneof(fc.integer(), fc.string()),
+            event: fc.constantFrom("AUTHORIZED", "UNAUTHORIZED", "OTHER"),
+            appId: fc.oneof(fc.integer(), fc.string()),
+            eventTime: fc.string(),
+          },
+          { requiredKeys: [] },
+        )
         .map((fields) => sealTp(fields as never, platform).body),
       fc.constant(null).map(() => sealTp(textPush({ ToUserName: uniqueAppId() }), platform).body),
     );

@@ -24,7 +24,16 @@ import {
 
 const mytp = testThirdParties.mytp;
 
-type Stats = { tokenFetches: number; preAuthCodes: number; exchanges: number; refreshes: number; reusedRefreshTokens: number; retrieves: number; appInfos: number; sends: number };
+type Stats = {
+  tokenFetches: number;
+  preAuthCodes: number;
+  exchanges: number;
+  refreshes: number;
+  reusedRefreshTokens: number;
+  retrieves: number;
+  appInfos: number;
+  sends: number;
+};
 const stats = (query: string) => standIn<Stats>(`/tp/stats?${query}`);
 
 async function reply(app: string, openid: string, content = "您好，这里是客服") {
@@ -77,7 +86,14 @@ describe("decoding platform events", () => {
       ticket: "t1",
       createTime: 1590483574,
     });
-    const authorized = readPlatformEvent({ appId: 20073496, tpAppId: 1, eventTime: "2019-01-14 12:45:10", event: "AUTHORIZED", authorizationCode: "c", authorizationCodeExpiresIn: 60 });
+    const authorized = readPlatformEvent({
+      appId: 20073496,
+      tpAppId: 1,
+      eventTime: "2019-01-14 12:45:10",
+      event: "AUTHORIZED",
+      authorizationCode: "c",
+      authorizationCodeExpiresIn: 60,
+    });
     expect(authorized).toMatchObject({ kind: "authorized", appId: "20073496", code: "c", eventAt: Date.parse("2019-01-14T04:45:10Z") });
     expect(readPlatformEvent({ appId: 1, eventTime: "2019-01-14 12:45:10", event: "UNAUTHORIZED" })).toMatchObject({ kind: "unauthorized", appId: "1" });
     expect(readPlatformEvent({ appId: 1, event: "PACKAGE_AUDIT_PASS" })).toEqual({ kind: "other", name: "PACKAGE_AUDIT_PASS", appId: "1" });
@@ -227,7 +243,14 @@ describe("authorization", () => {
     await pushTicket("mytp", mytp);
     const appId = uniqueAppId();
     await standIn("/tp/authorize", { clientId: "mytp-client", appId }); // the grant; its code is left unused
-    const event = { appId: Number(appId), tpAppId: 1, eventTime: beijingTime(), event: "UPDATE_AUTHORIZED", authorizationCode: "code.expired", authorizationCodeExpiresIn: 60 };
+    const event = {
+      appId: Number(appId),
+      tpAppId: 1,
+      eventTime: beijingTime(),
+      event: "UPDATE_AUTHORIZED",
+      authorizationCode: "code.expired",
+      authorizationCodeExpiresIn: 60,
+    };
     expect(await (await tpEvent("mytp", mytp, event)).text()).toBe("success");
     expect(await stats(`appId=${appId}`)).toMatchObject({ retrieves: 1 });
     expect(await authorizer(appId)).toMatchObject({ state: "authorized", kefuGranted: true, refreshGeneration: 1 });
@@ -302,7 +325,9 @@ describe("the authorizer's tokens", () => {
       await expireAccessToken(appId);
       await standIn("/script", { platform: "baidu", kind: "token", match: appId, responses: [fault] });
       expect(await settled(app, (await reply(app, openids[0]!)).body.id)).toMatchObject({ status: "sent" });
-      const refreshes = (await standInRequests({ platform: "baidu", kind: "token", match: appId })).filter((r) => r.query.grant_type === "app_to_tp_refresh_token");
+      const refreshes = (await standInRequests({ platform: "baidu", kind: "token", match: appId })).filter(
+        (r) => r.query.grant_type === "app_to_tp_refresh_token",
+      );
       expect(refreshes).toHaveLength(1);
       expect(await stats(`appId=${appId}`)).toMatchObject({ retrieves: 1, reusedRefreshTokens: 0 });
     }
