@@ -1,5 +1,4 @@
-import { Validator } from "@cfworker/json-schema";
-import { exports } from "cloudflare:workers";
+import { type Doc, expectDocumented as expectDocumentedIn, loadDocument, pointer, validate as validateIn } from "./document.ts";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { app } from "../src/app.ts";
 import { testApps } from "./fixtures/apps.ts";
@@ -11,35 +10,14 @@ import { api, env, standIn, textPush, sendPush, uniqueId, userWrites, webhookDel
  * document came from, which would agree with themselves whatever the generator dropped).
  */
 
-const DOC = "https://kefu.test/openapi.json";
-type Doc = {
-  openapi: string;
-  paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
-  webhooks: Record<string, unknown>;
-  components: { schemas: Record<string, { description?: string }> };
-};
 let doc: Doc;
 
 beforeAll(async () => {
-  doc = (await (await exports.default.fetch(new Request(DOC))).json()) as Doc;
+  doc = await loadDocument();
 });
 
-const pointer = (...parts: string[]) => `${DOC}#/${parts.map((p) => encodeURIComponent(p.replaceAll("~", "~0").replaceAll("/", "~1"))).join("/")}`;
-
-function validate(ref: string, instance: unknown) {
-  const validator = new Validator({ $ref: ref }, "2020-12", false);
-  validator.addSchema(doc as never, DOC);
-  return validator.validate(instance);
-}
-
-/** The answer is one the document lists for this operation, and its body fits the listed schema. */
-function expectDocumented(method: string, path: string, answer: { status: number; body: unknown }) {
-  const operation = doc.paths[path]?.[method];
-  expect(operation, `${method} ${path} in the document`).toBeDefined();
-  expect(Object.keys(operation!.responses), `${method} ${path}`).toContain(String(answer.status));
-  const result = validate(pointer("paths", path, method, "responses", String(answer.status), "content", "application/json", "schema"), answer.body);
-  expect(result.valid, `${method} ${path} ${answer.status}: ${JSON.stringify(result.errors.slice(-3))}`).toBe(true);
-}
+const validate = (ref: string, instance: unknown) => validateIn(doc, ref, instance);
+const expectDocumented = (method: string, path: string, answer: { status: number; body: unknown }) => expectDocumentedIn(doc, method, path, answer);
 
 describe("GET /openapi.json", () => {
   it("is OpenAPI 3.1 and lists every /api route of the app's own route table", () => {

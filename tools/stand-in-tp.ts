@@ -41,7 +41,8 @@ export type TpStandIn = {
 
 type Code = { clientId: string; appId: string; expiresAt: number; used: boolean };
 type Grant = { clientId: string; appId: string; active: boolean; scopes: string[] };
-type Stats = {
+/** What the stand-in counted for one client_id or appId (GET /__standin/tp/stats). */
+export type Stats = {
   tokenFetches: number;
   preAuthCodes: number;
   exchanges: number;

@@ -1,31 +1,18 @@
-import { Validator } from "@cfworker/json-schema";
-import { exports } from "cloudflare:workers";
+import { type Doc, expectDocumented as expectDocumentedIn, loadDocument, pointer, validate as validateIn } from "../document.ts";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { testThirdParties } from "../fixtures/third-party.ts";
 import { api, authorizeByEvent, beijingTime, pushTicket, tpEvent, tpUserWrites, uniqueAppId, uniqueId, webhookDeliveries } from "../helpers.ts";
 
 /** The third-party routes' real answers and a real delivery, checked against /openapi.json by an independent validator. */
 
-const DOC = "https://kefu.test/openapi.json";
-let doc: { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+let doc: Doc;
 
 beforeAll(async () => {
-  doc = await (await exports.default.fetch(new Request(DOC))).json();
+  doc = await loadDocument();
 });
 
-const pointer = (...parts: string[]) => `${DOC}#/${parts.map((p) => encodeURIComponent(p.replaceAll("~", "~0").replaceAll("/", "~1"))).join("/")}`;
-
-function validate(ref: string, instance: unknown) {
-  const validator = new Validator({ $ref: ref }, "2020-12", false);
-  validator.addSchema(doc as never, DOC);
-  return validator.validate(instance);
-}
-
-function expectDocumented(method: string, path: string, answer: { status: number; body: unknown }) {
-  expect(Object.keys(doc.paths[path]?.[method]?.responses ?? {}), `${method} ${path}`).toContain(String(answer.status));
-  const result = validate(pointer("paths", path, method, "responses", String(answer.status), "content", "application/json", "schema"), answer.body);
-  expect(result.valid, `${method} ${path} ${answer.status}: ${JSON.stringify(result.errors.slice(-3))}`).toBe(true);
-}
+const validate = (ref: string, instance: unknown) => validateIn(doc, ref, instance);
+const expectDocumented = (method: string, path: string, answer: { status: number; body: unknown }) => expectDocumentedIn(doc, method, path, answer);
 
 describe("the third-party routes in /openapi.json", () => {
   const mytp = testThirdParties.mytp;

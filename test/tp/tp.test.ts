@@ -1,3 +1,4 @@
+import type { Stats } from "../../tools/stand-in-tp.ts";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
@@ -24,16 +25,6 @@ import {
 
 const mytp = testThirdParties.mytp;
 
-type Stats = {
-  tokenFetches: number;
-  preAuthCodes: number;
-  exchanges: number;
-  refreshes: number;
-  reusedRefreshTokens: number;
-  retrieves: number;
-  appInfos: number;
-  sends: number;
-};
 const stats = (query: string) => standIn<Stats>(`/tp/stats?${query}`);
 
 async function reply(app: string, openid: string, content = "您好，这里是客服") {
