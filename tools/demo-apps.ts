@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseEnv } from "node:util";
+import type { ThirdPartyConfig } from "../src/config.ts";
 import type { Platform } from "../src/protocol/codec.ts";
 
 /** demo/demo.env, found from this file so the tools work from any directory. */
@@ -43,15 +44,8 @@ export function readApps(path: string = DEMO_ENV_FILE): Map<string, PushApp> {
   return apps;
 }
 
-/** What Baidu knows about a third-party platform: enough to seal its events and its mini programs' pushes. */
-export interface PushPlatform {
-  name: string;
-  clientId: string;
-  token: string;
-  encodingAesKey: string;
-  messageToken: string;
-  messageEncodingAesKey: string;
-}
+/** What Baidu knows about a third-party platform: the same fields kefu-edge is configured with. */
+export type PushPlatform = ThirdPartyConfig;
 
 /** The demo platform's mini program, authorized by `npm start` against the stand-in. */
 export const DEMO_TP_APP_ID = "20000001";
